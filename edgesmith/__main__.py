@@ -1,0 +1,3 @@
+from edgesmith.cli import main
+
+raise SystemExit(main())

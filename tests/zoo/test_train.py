@@ -1,0 +1,65 @@
+"""Training: deterministic under a seed, clearly above chance in a few epochs, stored once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgesmith.errors import StoreError
+from edgesmith.zoo.store import ModelStore
+from edgesmith.zoo.train import train_zoo_model
+from tests.conftest import FAMILY_MODELS
+
+
+@pytest.mark.parametrize("family", FAMILY_MODELS)
+def test_few_epochs_reach_well_above_chance(family, tiny_store):
+    card = ModelStore(tiny_store).card(FAMILY_MODELS[family])
+    assert card.family == family
+    assert card.accuracy > 0.5, f"{card.name}: {card.accuracy:.3f} after {card.epochs} epochs"
+    assert card.split == {"train": 1257, "val": 270, "test": 270}
+    assert card.params > 0 and card.versions["tensorflow"].startswith("2.21")
+
+
+def test_card_and_folder_layout(tiny_store):
+    folder = ModelStore(tiny_store).path("cnn-digits")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "card.json",
+        "model.keras",
+        "preprocessing.json",
+    ]
+    card = json.loads((folder / "card.json").read_text())
+    for key in ("name", "family", "task", "dataset", "split", "seed", "epochs", "params"):
+        assert key in card
+    assert card["metric"]["accuracy"] == card["accuracy"]
+
+
+def test_same_seed_gives_same_weights(tmp_path):
+    stores = [ModelStore(tmp_path / str(i)) for i in range(2)]
+    for store in stores:
+        train_zoo_model("cnn-digits", epochs=1, store=store)
+    a, b = (store.load("cnn-digits").model.get_weights() for store in stores)
+    for wa, wb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_second_train_reuses_the_stored_model(tmp_path, monkeypatch):
+    store = ModelStore(tmp_path)
+    first = train_zoo_model("cnn-digits", epochs=1, store=store)
+    import edgesmith.zoo.train as train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored model must not be trained again")
+
+    monkeypatch.setattr(train, "fit", no_training)
+    assert train_zoo_model("cnn-digits", epochs=1, store=store) == first
+    with pytest.raises(AssertionError, match="must not be trained"):
+        train_zoo_model("cnn-digits", epochs=1, store=store, retrain=True)
+    assert store.card("cnn-digits") == first  # a failed retrain leaves the old copy intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgesmith-tmp")]
+
+
+def test_missing_model_in_store_says_how_to_train_it(tmp_path):
+    with pytest.raises(StoreError, match="edgesmith zoo train lstm-kws"):
+        ModelStore(tmp_path).card("lstm-kws")
