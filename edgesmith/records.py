@@ -74,3 +74,60 @@ def command_line() -> str:
     if argv and argv[0].endswith(("edgesmith", "__main__.py")):
         argv[0] = "edgesmith"
     return shlex.join(argv)
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One variant (model x recipe x format x quant x backend) and what was measured on it.
+
+    Every stage fills its own fields and passes the record on: ``convert`` fills the file,
+    sizes and parity; ``bench`` fills backend, latency and memory; reports only render
+    lists of these. A field a stage did not measure stays ``None``.
+
+    Example:
+        >>> rec = ResultRecord(model="cnn-digits", family="cnn", format="tflite", quant="int8")
+        >>> rec.updated(backend="litert", accuracy=0.97).backend
+        'litert'
+        >>> ResultRecord.from_dict(rec.to_dict()) == rec
+        True
+    """
+
+    model: str | None = None
+    family: str | None = None
+    task: str | None = None
+    dataset: str | None = None
+    split: str | None = None
+    recipe: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    format: str | None = None
+    quant: str | None = None
+    backend: str | None = None
+    threads: int | None = None
+    file: str | None = None
+    size_bytes: int | None = None
+    gzip_bytes: int | None = None
+    params: int | None = None
+    nonzero_params: int | None = None
+    sparsity: float | None = None
+    accuracy: float | None = None
+    samples: int | None = None
+    parity: dict[str, Any] | None = None
+    latency_ms: dict[str, float] | None = None
+    throughput_per_s: float | None = None
+    peak_rss_mb: float | None = None
+    fully_accelerated: bool | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResultRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def updated(self, **changes: Any) -> ResultRecord:
+        """A copy with ``changes`` applied (records are immutable)."""
+        return dataclasses.replace(self, **changes)
