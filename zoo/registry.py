@@ -26,7 +26,6 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
-    label_smoothing: float = 0.0
     augment: str | None = None  # "shift" for small random image translations
 
 
@@ -69,7 +68,7 @@ SPECS: tuple[ModelSpec, ...] = (
         "digits",
         "sequence",
         "LSTM reading the 8x8 digits row by row.",
-        train=TrainConfig(epochs=60, batch_size=32, learning_rate=3e-3),
+        train=TrainConfig(epochs=60, batch_size=32, learning_rate=1e-2),
     ),
     ModelSpec(
         "transformer-digits",
@@ -113,7 +112,7 @@ SPECS: tuple[ModelSpec, ...] = (
         "fsdd",
         "sequence",
         "LSTM over FSDD MFCC frames.",
-        builder={"width": 1.0, "depth": 1},
+        builder={"width": 2.0, "depth": 1},
         dataset_options=_KWS_FEATURES,
         train=TrainConfig(epochs=40, batch_size=32, learning_rate=3e-3),
     ),
