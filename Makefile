@@ -10,7 +10,6 @@ SHARED_DATA := $(abspath ../shared/data)
 ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export EDGESMITH_DATA ?= $(SHARED_DATA)
 endif
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 DEMO_MODELS := cnn-digits lstm-digits transformer-digits
 

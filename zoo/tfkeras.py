@@ -20,7 +20,9 @@ from types import ModuleType
 # Set at import of this module (which imports no TensorFlow) so that any later import
 # of tensorflow or tfmot, ours or the user's, sees Keras 2.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Level 3 also hides C++ "errors" that TF logs for harmless graph attributes; real
+# failures still raise Python exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def tf() -> ModuleType:
