@@ -100,7 +100,7 @@ def fit(
     elif config.augment is not None:
         raise ConfigError(f"augment={config.augment!r}", expected="None or 'shift'")
     train = train.batch(config.batch_size).prefetch(2)
-    best = _KeepBest(k)
+    best = _keep_best_callback(k)
     history = model.fit(
         train,
         validation_data=(data.x_val, data.y_val),
@@ -210,23 +210,22 @@ def _progress_callback(k: Any, epochs: int, description: str) -> Any:
     return RichProgress()
 
 
-class _KeepBest:
-    """Remembers the weights of the epoch with the best validation accuracy."""
+def _keep_best_callback(k: Any) -> Any:
+    """A callback that remembers the weights of the epoch with the best validation accuracy."""
 
-    def __new__(cls, k: Any) -> Any:
-        class KeepBest(k.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.best = -1.0
-                self.weights: list[np.ndarray] | None = None
+    class KeepBest(k.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = -1.0
+            self.weights: list[np.ndarray] | None = None
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                score = float((logs or {}).get("val_accuracy", -1.0))
-                if score > self.best:
-                    self.best, self.weights = score, self.model.get_weights()
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            score = float((logs or {}).get("val_accuracy", -1.0))
+            if score > self.best:
+                self.best, self.weights = score, self.model.get_weights()
 
-            def restore(self, model: Any) -> None:
-                if self.weights is not None:
-                    model.set_weights(self.weights)
+        def restore(self, model: Any) -> None:
+            if self.weights is not None:
+                model.set_weights(self.weights)
 
-        return KeepBest()
+    return KeepBest()
