@@ -119,11 +119,21 @@ def pareto_front(points: Sequence[Any]) -> list[Any]:
 
 
 def backends_in(records: Iterable[ResultRecord]) -> list[str]:
+    """Backends that measured a latency, in order of appearance (failed ones go to notes)."""
     seen: dict[str, None] = {}
     for record in records:
-        if record.backend:
+        if record.backend and record.latency_ms and record.error is None:
             seen.setdefault(record.backend, None)
     return list(seen)
+
+
+def baseline_latency(variants: Sequence[Variant], backend: str) -> float | None:
+    """p50 of the float baseline on ``backend``: the float file of the format that backend runs."""
+    base = baseline_of(variants)
+    if base and base.p50(backend):
+        return base.p50(backend)
+    floats = (v for v in variants if v.recipe == BASELINE_RECIPE and v.quant == "none")
+    return next((v.p50(backend) for v in floats if v.p50(backend)), None)
 
 
 def model_table(
@@ -135,6 +145,7 @@ def model_table(
     columns = ["variant", "size", "gzip", "size ratio", "accuracy", "Δ acc (pts)", "sparsity"]
     for backend in backends:
         columns += [f"{backend} p50 ms", f"{backend} speedup"]
+    base_latency = {backend: baseline_latency(variants, backend) for backend in backends}
     rows = []
     ordered = sorted(variants, key=lambda v: (v.size_bytes is None, v.size_bytes or 0, v.label))
     for v in ordered:
@@ -149,9 +160,8 @@ def model_table(
             _delta(acc, base.accuracy if base else None),
             _pct(v.first("sparsity")),
         ]
-        for backend in backends:
+        for backend, base_p50 in base_latency.items():
             p50 = v.p50(backend)
-            base_p50 = base.p50(backend) if base else None
             row += [_num(p50), _ratio(base_p50 / p50) if p50 and base_p50 else "-"]
         rows.append(row)
     return columns, rows
@@ -283,7 +293,7 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
+th:first-child, td:first-child {{ text-align: left; white-space: nowrap; }}
 th {{ background: #f3f3f3; }}
 img {{ max-width: 100%; display: block; margin: 0.5rem 0 1.5rem; }}
 </style></head>

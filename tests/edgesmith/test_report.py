@@ -59,6 +59,13 @@ def test_model_table_is_sorted_by_size_with_ratios_and_speedups():
     assert int8[columns.index("litert speedup")] == "2.00x"  # 2.0 ms / 1.0 ms
 
 
+def test_speedup_per_backend_uses_that_backends_float_baseline():
+    variants = group_variants(RECORDS)["cnn-digits"]
+    columns, rows = model_table(variants, ["litert", "onnxruntime"])
+    onnx = next(row for row in rows if row[0].startswith("baseline / onnx none"))
+    assert onnx[columns.index("onnxruntime speedup")] == "1.00x"
+
+
 def test_write_report_files(tmp_path):
     paths = write_report(RECORDS, tmp_path)
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
@@ -68,6 +75,7 @@ def test_write_report_files(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "## cnn-digits (cnn), float baseline accuracy 98.00%" in md
     assert "libedgetpu.so.1 not found" in md
+    assert "edgetpu p50" not in md  # a backend that measured nothing gets no columns
     page = paths["html"].read_text()
     assert page.count("<table") == 1 and page.count("data:image/png;base64,") == 3
     assert not list(tmp_path.glob(".edgesmith-tmp*"))
