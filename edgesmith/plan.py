@@ -1,0 +1,164 @@
+"""A run plan: models x recipes x (format, quant) x backends, plus data and bench settings.
+
+Plans are written as YAML or JSON; every field is validated when the plan is built, so a
+typo fails before any training starts.
+
+Example:
+    >>> plan = Plan.from_dict({"models": ["cnn-digits"], "targets": ["tflite:int8"]})
+    >>> plan.targets[0].format, plan.targets[0].quant
+    ('tflite', 'int8')
+    >>> Plan.from_dict(plan.to_dict()) == plan
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgesmith.errors import ConfigError
+
+FORMATS = {
+    "tflite": ("none", "fp16", "dynamic", "int8", "int16x8"),
+    "onnx": ("none", "fp16", "dynamic", "int8"),
+}
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file format and quantization mode to convert every variant to."""
+
+    format: str
+    quant: str
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"format {self.format!r}", expected=f"one of {', '.join(FORMATS)}")
+        if self.quant not in FORMATS[self.format]:
+            raise ConfigError(
+                f"{self.format}:{self.quant}",
+                expected=f"a quant mode of {self.format}: {', '.join(FORMATS[self.format])}",
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``tflite:int8`` -> Target('tflite', 'int8'); a bare format means ``none``."""
+        fmt, _, quant = text.strip().partition(":")
+        return cls(fmt, quant or "none")
+
+    def __str__(self) -> str:
+        return f"{self.format}:{self.quant}"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How each file is benchmarked."""
+
+    runs: int = 50
+    warmup: int = 5
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0:
+            raise ConfigError(
+                f"runs={self.runs}, warmup={self.warmup}", expected="runs >= 1, warmup >= 0"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(
+                f"threads={self.threads}", expected="a positive number of threads or null"
+            )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one ``edgesmith run`` does."""
+
+    models: tuple[str, ...]
+    recipes: dict[str, str] = field(default_factory=lambda: {BASELINE: ""})
+    targets: tuple[Target, ...] = (Target("tflite", "none"),)
+    backends: tuple[str, ...] = ("litert",)
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    data_dir: str | None = None
+    calibration_samples: int = 200
+    parity_samples: int = 100
+    name: str = "edgesmith run"
+
+    def __post_init__(self) -> None:
+        from edgesmith.zoo.registry import get_spec
+
+        if not self.models:
+            raise ConfigError("plan has no models", expected="at least one zoo model name")
+        for model in self.models:
+            get_spec(model)  # unknown names list the known ones
+        if BASELINE not in self.recipes:
+            # The float model is the baseline row of every table: always part of the run.
+            object.__setattr__(self, "recipes", {BASELINE: "", **self.recipes})
+        if not self.targets or not self.backends:
+            raise ConfigError("plan has no targets or no backends", expected="at least one of each")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown plan keys {sorted(unknown)}", expected=f"some of {sorted(known)}"
+            )
+        values = dict(data)
+        if "models" in values:
+            values["models"] = tuple(values["models"])
+        if "recipes" in values:
+            recipes = values["recipes"]
+            if isinstance(recipes, list):  # a list of recipe strings: name them by themselves
+                recipes = {r or BASELINE: r for r in recipes}
+            values["recipes"] = {str(k): str(v or "") for k, v in recipes.items()}
+        if "targets" in values:
+            values["targets"] = tuple(
+                t
+                if isinstance(t, Target)
+                else Target.parse(t)
+                if isinstance(t, str)
+                else Target(**t)
+                for t in values["targets"]
+            )
+        if "backends" in values:
+            values["backends"] = tuple(values["backends"])
+        if isinstance(values.get("bench"), dict):
+            values["bench"] = BenchSettings(**values["bench"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["models"] = list(self.models)
+        data["targets"] = [str(t) for t in self.targets]
+        data["backends"] = list(self.backends)
+        return data
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """Read a plan from a YAML or JSON file, naming the file in any error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)
+    except Exception as exc:  # yaml's error types vary; the message is what matters
+        raise ConfigError(f"{path}: not valid YAML/JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the plan is a {type(data).__name__}", expected="a mapping of plan keys"
+        )
+    try:
+        return Plan.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
