@@ -1,0 +1,93 @@
+"""``edgesmith run``: the whole pipeline, from zoo models to the accuracy / size / latency report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgesmith.commands import data_dir_option, examples, store_option
+
+
+def register(commands: Any) -> None:
+    sub = commands.add_parser(
+        "run",
+        help="zoo -> compress -> convert -> bench -> report, cached and resumable",
+        description="Run a plan of models x recipes x (format, quant) x backends and write "
+        "results.jsonl, results.csv, report.md and index.html to --out. Every stage is "
+        "cached by a key derived from its inputs: a re-run recomputes nothing that is done, "
+        "a killed run resumes. The float model is always the baseline row. Exit code 1 "
+        "when any variant failed (each failure is in the report).",
+        epilog="plan file (YAML or JSON):\n"
+        "  models: [cnn-digits, lstm-digits]\n"
+        "  recipes: {prune80: 'prune:sparsity=0.8', qat: 'qat:epochs=2'}\n"
+        "  targets: ['tflite:none', 'tflite:int8', 'onnx:none', 'onnx:int8']\n"
+        "  backends: [litert, onnxruntime]\n"
+        "  bench: {runs: 50, warmup: 5, threads: null}\n"
+        "  data_dir: null            # or a folder holding mnist/, fsdd/, sms-spam/\n\n"
+        + examples(
+            "edgesmith run --plan plans/demo.yaml --out reports/demo",
+            "edgesmith run --models cnn-digits --recipes prune:sparsity=0.8 "
+            "--formats tflite:int8 onnx:int8 --backends litert onnxruntime --out reports/quick",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.set_defaults(handler=_run)
+    sub.add_argument("--plan", metavar="PLAN.yaml", help="plan file (flags below override it)")
+    sub.add_argument("--out", required=True, metavar="DIR", help="report and cache folder")
+    sub.add_argument("--models", nargs="+", metavar="NAME", help="zoo model names")
+    sub.add_argument(
+        "--recipes",
+        nargs="+",
+        metavar="RECIPE",
+        help="compression recipes (one-line form; 'baseline' is always included)",
+    )
+    sub.add_argument(
+        "--formats", nargs="+", metavar="FORMAT:QUANT", help="targets such as tflite:int8 onnx:none"
+    )
+    sub.add_argument("--backends", nargs="+", metavar="B", help="litert, onnxruntime, ...")
+    sub.add_argument("--runs", type=int, help="timed runs per benchmark")
+    data_dir_option(sub)
+    store_option(sub)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgesmith.console import err, progress_bar
+    from edgesmith.pipeline import run_plan
+    from edgesmith.plan import Plan, load_plan
+
+    data = load_plan(args.plan).to_dict() if args.plan else {}
+    overrides = {
+        "models": args.models,
+        "recipes": args.recipes,
+        "targets": args.formats,
+        "backends": args.backends,
+        "data_dir": args.data_dir,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if args.runs is not None:
+        data["bench"] = {**data.get("bench", {}), "runs": args.runs}
+    if "models" not in data:
+        from edgesmith.errors import ConfigError
+
+        raise ConfigError("no models", expected="--plan PLAN.yaml or --models NAME ...")
+    plan = Plan.from_dict(data)
+    with progress_bar() as bar:
+        task = bar.add_task("edgesmith run", total=None, status="")
+        summary = run_plan(
+            plan,
+            out=args.out,
+            store=args.store,
+            on_stage=lambda stage: bar.update(task, status=stage),
+        )
+    done = ", ".join(f"{n} {stage}" for stage, n in summary.computed.items()) or "nothing"
+    err.print(f"{len(summary.records)} records; computed this run: {done} (the rest was cached)")
+    for record in summary.records:
+        if record.error:
+            where = " / ".join(
+                str(x)
+                for x in (record.model, record.recipe, record.format, record.quant, record.backend)
+                if x
+            )
+            err.print(f"[red]failed[/] {where}: {record.error}", highlight=False)
+    err.print(f"report: {summary.report['html']}")
+    return 1 if summary.failed else 0

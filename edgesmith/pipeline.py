@@ -1,0 +1,307 @@
+"""``edgesmith run``: a plan of models x recipes x targets x backends, end to end.
+
+Stages: ``train`` (the zoo store) -> ``compress`` (one folder per recipe) -> ``convert``
+(one file per format and quant) -> ``evalset`` (the test split as the file consumes it)
+-> ``bench`` (one record per backend, measured in a child process). Each stage's output
+lives in the stage cache under a key derived from its config and the keys of its
+inputs, so a re-run recomputes nothing that is done and a changed recipe recomputes
+only what depends on it. A failing variant is recorded with its error; the others go on.
+
+Example:
+    >>> from edgesmith.plan import Plan
+    >>> plan = Plan.from_dict({"models": ["cnn-digits"], "targets": ["tflite:int8"]})
+    >>> summary = run_plan(plan, out="reports/quick")  # doctest: +SKIP
+    >>> summary.failed  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgesmith.cache import StageCache
+from edgesmith.errors import EdgesmithError
+from edgesmith.fileio import read_json, write_json
+from edgesmith.plan import BASELINE, Plan, Target
+from edgesmith.records import ResultRecord
+
+RECORD_FILE = "record.json"
+
+
+@dataclass
+class RunSummary:
+    """What a run produced: the records (one per variant x backend) and where the report is."""
+
+    records: list[ResultRecord]
+    report: dict[str, Path] = field(default_factory=dict)
+    computed: dict[str, int] = field(default_factory=dict)  # stage -> entries built this run
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.records if r.error)
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A model folder ready to convert: the zoo model itself or a compressed variant."""
+
+    name: str
+    recipe: str
+    folder: Path
+    key: str
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    out: str | os.PathLike[str],
+    store: str | os.PathLike[str] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Run every variant of ``plan`` and write the report into ``out``."""
+    from edgesmith.report import write_report
+
+    out = Path(out)
+    cache = StageCache(out / "stages")
+    runner = _Runner(plan, cache, store, on_stage or (lambda _stage: None))
+    with cache.exclusive():
+        records = list(runner.records())
+        write_json(out / "plan.json", plan.to_dict())
+        report = write_report(records, out, title=f"{plan.name}: accuracy vs size vs latency")
+    return RunSummary(records, report, runner.computed)
+
+
+class _Runner:
+    def __init__(
+        self, plan: Plan, cache: StageCache, store: Any, on_stage: Callable[[str], None]
+    ) -> None:
+        from edgesmith.zoo.store import ModelStore
+
+        self.plan = plan
+        self.cache = cache
+        self.store = ModelStore(store)
+        self.on_stage = on_stage
+        self.computed: dict[str, int] = {}
+
+    # -- stages -------------------------------------------------------------------------
+
+    def _build(self, stage: str, key: str, label: str, produce: Callable[[Path], Any]) -> Path:
+        if not self.cache.has(stage, key):
+            self.on_stage(f"{stage}: {label}")
+            self.computed[stage] = self.computed.get(stage, 0) + 1
+        return self.cache.build(stage, key, produce)
+
+    def train(self, name: str) -> _Model:
+        from edgesmith.zoo.train import train_zoo_model
+
+        if not self.store.has(name):
+            self.on_stage(f"train: {name}")
+            self.computed["train"] = self.computed.get("train", 0) + 1
+        card = train_zoo_model(name, data_dir=self.plan.data_dir, store=self.store)
+        # Retraining a zoo model changes its card, so everything downstream is rebuilt.
+        key = StageCache.key("train", card.to_dict())
+        return _Model(name, BASELINE, self.store.path(name), key)
+
+    def compress(self, parent: _Model, recipe_name: str, recipe: str) -> _Model:
+        if recipe_name == BASELINE or not recipe.strip():
+            return parent
+        from edgesmith.compress.pipeline import compress_model
+        from edgesmith.compress.recipe import parse_recipe
+
+        steps = parse_recipe(recipe).to_dict()
+        key = StageCache.key("compress", steps, upstream=[parent.key])
+        folder = self._build(
+            "compress",
+            key,
+            f"{parent.name} {recipe_name}",
+            lambda tmp: compress_model(
+                parent.folder, recipe, out=tmp / "model", data_dir=self.plan.data_dir
+            ),
+        )
+        return _Model(parent.name, recipe_name, folder / "model", key)
+
+    def convert(self, model: _Model, target: Target) -> tuple[Path, str]:
+        from edgesmith.convert.config import ConversionConfig
+        from edgesmith.convert.pipeline import convert_model
+
+        config = ConversionConfig(
+            format=target.format,
+            quant=target.quant,
+            calibration_samples=self.plan.calibration_samples,
+            eval_samples=self.plan.parity_samples,
+        )
+        suffix = ".tflite" if target.format == "tflite" else ".onnx"
+        key = StageCache.key("convert", config.to_dict(), upstream=[model.key])
+
+        def produce(tmp: Path) -> None:
+            file = tmp / f"model{suffix}"
+            try:
+                result = convert_model(
+                    model.folder,
+                    out=file,
+                    config=config,
+                    data_dir=self.plan.data_dir,
+                    json_out=tmp / RECORD_FILE,
+                )
+                record = result.record
+            except EdgesmithError as exc:
+                # A parity failure is a measured result: keep its record with the error.
+                if not (tmp / RECORD_FILE).is_file():
+                    raise
+                record = ResultRecord.from_dict(read_json(tmp / RECORD_FILE))
+                record = record.updated(error=str(exc))
+            write_json(tmp / RECORD_FILE, _relocated(record, tmp, Path(".")).to_dict())
+
+        folder = self._build("convert", key, f"{model.name} {model.recipe} {target}", produce)
+        return folder, key
+
+    def converted_record(self, folder: Path) -> ResultRecord:
+        """The conversion record with its paths pointing into the finished cache entry."""
+        return _relocated(
+            ResultRecord.from_dict(read_json(folder / RECORD_FILE)), Path("."), folder
+        )
+
+    def evalset(self, model: _Model) -> Path:
+        from edgesmith.zoo.evaluate import export_eval
+
+        key = StageCache.key("evalset", {"split": "test"}, upstream=[model.key])
+        folder = self._build(
+            "evalset",
+            key,
+            f"{model.name} {model.recipe}",
+            lambda tmp: export_eval(
+                model.folder, out=tmp / "test.npz", data_dir=self.plan.data_dir
+            ),
+        )
+        return folder / "test.npz"
+
+    def bench(self, converted: Path, convert_key: str, backend: str, evalset: Path) -> ResultRecord:
+        from edgesmith.runtime.bench import bench_file
+
+        settings = {"backend": backend, **self.plan.bench.__dict__}
+        key = StageCache.key("bench", settings, upstream=[convert_key])
+        file = next(p for p in converted.iterdir() if p.suffix in (".tflite", ".onnx"))
+
+        def produce(tmp: Path) -> None:
+            records = bench_file(
+                file,
+                [backend],
+                eval_set=evalset,
+                runs=self.plan.bench.runs,
+                warmup=self.plan.bench.warmup,
+                threads=self.plan.bench.threads,
+            )
+            write_json(tmp / RECORD_FILE, records[0].to_dict())
+
+        folder = self._build("bench", key, f"{file.parent.name} on {backend}", produce)
+        return ResultRecord.from_dict(read_json(folder / RECORD_FILE))
+
+    # -- the run ------------------------------------------------------------------------
+
+    def records(self) -> Iterator[ResultRecord]:
+        from edgesmith.runtime.backends import BACKENDS
+
+        for name in self.plan.models:
+            try:
+                parent = self.train(name)
+            except Exception as exc:  # one broken model must not stop the others
+                yield ResultRecord(model=name, recipe=BASELINE, error=_describe(exc))
+                continue
+            for recipe_name, recipe in self.plan.recipes.items():
+                try:
+                    model = self.compress(parent, recipe_name, recipe)
+                    evalset = self.evalset(model)
+                except Exception as exc:
+                    yield ResultRecord(model=name, recipe=recipe_name, error=_describe(exc))
+                    continue
+                for target in self.plan.targets:
+                    base = ResultRecord(
+                        model=name, recipe=recipe_name, format=target.format, quant=target.quant
+                    )
+                    try:
+                        folder, key = self.convert(model, target)
+                        converted = self.converted_record(folder)
+                    except Exception as exc:
+                        yield base.updated(error=_describe(exc))
+                        continue
+                    converted = converted.updated(recipe=recipe_name, model=name)
+                    if converted.error:
+                        yield converted
+                        continue
+                    backends = [b for b in self.plan.backends if _runs(BACKENDS, b, target.format)]
+                    if not backends:
+                        yield converted.updated(notes=[*converted.notes, "no backend runs it"])
+                    for backend in backends:
+                        try:
+                            measured = self.bench(folder, key, backend, evalset)
+                        except Exception as exc:
+                            yield converted.updated(backend=backend, error=_describe(exc))
+                            continue
+                        yield _merge(converted, measured)
+
+
+def _runs(backends: dict[str, Any], backend: str, fmt: str) -> bool:
+    name = backend.split(":", 1)[0]
+    if name == "external":
+        return fmt == "tflite"
+    return name in backends and backends[name].format == fmt
+
+
+def _relocated(record: ResultRecord, old: Path, new: Path) -> ResultRecord:
+    """``record`` with file paths under ``old`` moved under ``new``.
+
+    Entries are built in a temporary folder and renamed, so records store paths relative
+    to their entry and get absolute ones when read back.
+    """
+
+    def move(path: str | None) -> str | None:
+        if not path:
+            return path
+        p = Path(path)
+        try:
+            return str(new / p.relative_to(old)) if p.is_absolute() == old.is_absolute() else path
+        except ValueError:
+            return path
+
+    steps = [
+        {**step, "file": move(step["file"])} if "file" in step else step for step in record.steps
+    ]
+    return record.updated(file=move(record.file), steps=steps)
+
+
+def _merge(converted: ResultRecord, measured: ResultRecord) -> ResultRecord:
+    """The conversion record plus what the backend measured (its accuracy wins: it ran there)."""
+    return converted.updated(
+        backend=measured.backend,
+        threads=measured.threads,
+        accuracy=measured.accuracy if measured.accuracy is not None else converted.accuracy,
+        samples=measured.samples if measured.samples is not None else converted.samples,
+        latency_ms=measured.latency_ms,
+        throughput_per_s=measured.throughput_per_s,
+        peak_rss_mb=measured.peak_rss_mb,
+        fully_accelerated=measured.fully_accelerated,
+        environment={**converted.environment, **measured.environment},
+        notes=[*converted.notes, *measured.notes],
+        error=measured.error,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EdgesmithError):
+        return str(exc)
+    # An unexpected failure: keep the innermost frame so the record says where it broke.
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def records_from_jsonl(path: str | os.PathLike[str]) -> list[ResultRecord]:
+    """Read ``results.jsonl`` back into records."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [ResultRecord.from_dict(json.loads(line)) for line in lines if line.strip()]
