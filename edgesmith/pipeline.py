@@ -220,7 +220,7 @@ class _Runner:
                 except Exception as exc:
                     yield ResultRecord(model=name, recipe=recipe_name, error=_describe(exc))
                     continue
-                for target in self.plan.targets:
+                for target in self.plan.targets_for(recipe_name):
                     base = ResultRecord(
                         model=name, recipe=recipe_name, format=target.format, quant=target.quant
                     )

@@ -86,6 +86,8 @@ class Plan:
     calibration_samples: int = 200
     parity_samples: int = 100
     name: str = "edgesmith run"
+    # Recipes whose output only makes sense in some targets (a QAT model is meant for int8).
+    recipe_targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from edgesmith.zoo.registry import get_spec
@@ -99,6 +101,13 @@ class Plan:
             object.__setattr__(self, "recipes", {BASELINE: "", **self.recipes})
         if not self.targets or not self.backends:
             raise ConfigError("plan has no targets or no backends", expected="at least one of each")
+        unknown = set(self.recipe_targets) - set(self.recipes)
+        if unknown:
+            raise ConfigError(f"targets given for unknown recipes {sorted(unknown)}")
+
+    def targets_for(self, recipe_name: str) -> tuple[Target, ...]:
+        """The targets of one recipe: its own list when the plan gives one, else the plan's."""
+        return self.recipe_targets.get(recipe_name, self.targets)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -115,16 +124,18 @@ class Plan:
             recipes = values["recipes"]
             if isinstance(recipes, list):  # a list of recipe strings: name them by themselves
                 recipes = {r or BASELINE: r for r in recipes}
-            values["recipes"] = {str(k): str(v or "") for k, v in recipes.items()}
+            flat, only = {}, dict(values.get("recipe_targets") or {})
+            for name, entry in recipes.items():
+                if isinstance(entry, dict):  # {recipe: "...", targets: [...]}
+                    flat[str(name)] = str(entry.get("recipe") or "")
+                    if entry.get("targets"):
+                        only[str(name)] = entry["targets"]
+                else:
+                    flat[str(name)] = str(entry or "")
+            values["recipes"] = flat
+            values["recipe_targets"] = {k: _targets(v) for k, v in only.items()}
         if "targets" in values:
-            values["targets"] = tuple(
-                t
-                if isinstance(t, Target)
-                else Target.parse(t)
-                if isinstance(t, str)
-                else Target(**t)
-                for t in values["targets"]
-            )
+            values["targets"] = _targets(values["targets"])
         if "backends" in values:
             values["backends"] = tuple(values["backends"])
         if isinstance(values.get("bench"), dict):
@@ -136,7 +147,17 @@ class Plan:
         data["models"] = list(self.models)
         data["targets"] = [str(t) for t in self.targets]
         data["backends"] = list(self.backends)
+        data["recipe_targets"] = {
+            name: [str(t) for t in targets] for name, targets in self.recipe_targets.items()
+        }
         return data
+
+
+def _targets(items: Any) -> tuple[Target, ...]:
+    return tuple(
+        t if isinstance(t, Target) else Target.parse(t) if isinstance(t, str) else Target(**t)
+        for t in items
+    )
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

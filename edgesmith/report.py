@@ -411,4 +411,4 @@ def _ratio(value: float) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return "-" if value is None else f"{value:.3g}"

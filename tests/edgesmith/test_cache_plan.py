@@ -74,6 +74,20 @@ def test_plan_parses_targets_and_always_keeps_the_baseline():
     assert Plan.from_dict(plan.to_dict()) == plan
 
 
+def test_a_recipe_can_limit_its_targets():
+    plan = Plan.from_dict(
+        {
+            "models": ["cnn-digits"],
+            "recipes": {"qat": {"recipe": "qat:epochs=1", "targets": ["tflite:int8"]}},
+            "targets": ["tflite:none", "tflite:int8"],
+        }
+    )
+    assert plan.recipes["qat"] == "qat:epochs=1"
+    assert plan.targets_for("qat") == (Target("tflite", "int8"),)
+    assert plan.targets_for("baseline") == plan.targets
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
 @pytest.mark.parametrize(
     ("data", "error", "message"),
     [
