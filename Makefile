@@ -11,9 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export EDGESMITH_DATA ?= $(SHARED_DATA)
 endif
 
-DEMO_MODELS := cnn-digits lstm-digits transformer-digits
-
-.PHONY: demo test lint format venv clean
+.PHONY: demo demo-real test test-system-deps lint format venv clean
 
 venv: $(STAMP)
 
@@ -23,10 +21,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[full,dev]"
 	touch $(STAMP)
 
+# The main job on the embedded digits data: zoo -> compress -> convert -> bench -> report.
 demo: $(STAMP)
-	$(BIN)/edgesmith zoo train $(DEMO_MODELS) --report reports/demo/zoo.md
+	$(BIN)/edgesmith run --plan plans/demo.yaml --out reports/demo
 
-test: $(STAMP)
+# The same plan on the real data sets (cnn-mnist, dscnn-kws, lstm-kws, transformer-kws/-sms).
+demo-real: $(STAMP)
+	@test -n "$(EDGESMITH_DATA)" || { echo "set EDGESMITH_DATA to the folder holding mnist/, fsdd/, sms-spam/"; exit 2; }
+	$(BIN)/edgesmith run --plan plans/demo-real.yaml --data-dir "$(EDGESMITH_DATA)" --out reports/demo-real
+
+# System packages the runtime tests use: Debian's chromium ships SwiftShader, the software
+# Vulkan device that LiteRT's GPU accelerator runs on in CI (the GPU tests point
+# VK_ICD_FILENAMES at it themselves), and a C compiler builds the test delegate. Installed
+# when missing and apt-get is usable as root; elsewhere those tests say what is missing.
+SWIFTSHADER_ICD := /usr/lib/chromium/vk_swiftshader_icd.json
+
+test-system-deps:
+	@missing=""; \
+	[ -f $(SWIFTSHADER_ICD) ] || missing="$$missing chromium"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing for the runtime tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; } \
+	      || echo "warning: could not install$$missing; the tests that need it will say so"; \
+	  else \
+	    echo "note:$$missing missing and apt-get is not usable as root; the tests that need it will say so"; \
+	  fi; \
+	fi
+
+test: $(STAMP) test-system-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

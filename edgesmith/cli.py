@@ -17,7 +17,7 @@ from edgesmith.errors import EdgesmithError
 
 # One module per command group under edgesmith/commands/, each with register(subparsers).
 # Building the parser imports none of TensorFlow: handlers import what they need.
-COMMAND_MODULES = ("zoo",)
+COMMAND_MODULES = ("zoo", "compress", "convert", "bench", "run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

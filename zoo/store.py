@@ -108,9 +108,23 @@ def load_keras_model(path: str | os.PathLike[str]) -> Any:
     if not path.exists():
         raise ModelFileError(f"{path}: not found", expected="a saved Keras model")
     try:
+        if _is_quantization_aware(path):
+            # A QAT model written by `edgesmith compress` holds tfmot's wrappers and
+            # edgesmith's quantize configs: load it in their scope.
+            from edgesmith.compress.qat import quantize_scope
+
+            with quantize_scope():
+                return keras().models.load_model(path, compile=False)
         return keras().models.load_model(path, custom_objects=custom_objects(), compile=False)
     except Exception as exc:  # Keras raises many types for a broken file; one clear error instead
         raise ModelFileError(
             f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc})"[:500],
             expected="a .keras, .h5 or SavedModel written by tf-keras 2",
         ) from None
+
+
+def _is_quantization_aware(path: Path) -> bool:
+    """Whether a model file holds tfmot quantize wrappers (its config names them)."""
+    if not path.is_file() or path.stat().st_size > 512 * 2**20:
+        return False
+    return b"QuantizeWrapperV2" in path.read_bytes()

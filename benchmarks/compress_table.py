@@ -1,0 +1,256 @@
+"""Measure the compression targets of issue #3 on the five real zoo models; print a Markdown table.
+
+For each of cnn-mnist, dscnn-kws, lstm-kws, transformer-kws and transformer-sms (trained on
+demand into ``--store``), it runs the recipes below through ``edgesmith compress`` and
+measures each result on the model's test split:
+
+* ``prune``: 80% sparsity (polynomial decay), target within 1 pt of the float model;
+* ``qat``: the QAT model converted to full-int8 TFLite (``tf.lite.TFLiteConverter``) and
+  run with LiteRT, target within 0.5 pt of float;
+* ``distill``: a half-width student of the same architecture, against the same student
+  trained from scratch for the same epochs (and transformer-kws -> dscnn-kws across
+  families), target better than scratch for at least two families;
+* ``prune+cluster``: 80% sparsity then 16 clusters, target within 1 pt.
+
+Results are cached in ``--out/results.json`` so an interrupted run resumes; the Markdown
+table goes to stdout and to ``--out/compress_table.md``.
+
+Usage:
+    EDGESMITH_DATA=../shared/data python benchmarks/compress_table.py --out reports/compress
+    python benchmarks/compress_table.py --models dscnn-kws --only prune qat   # a subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODELS = ("cnn-mnist", "dscnn-kws", "lstm-kws", "transformer-kws", "transformer-sms")
+
+# Fine-tuning epochs of the pruning step per model: enough steps to recover at 80%.
+PRUNE_EPOCHS = {
+    "cnn-mnist": 6,
+    "dscnn-kws": 24,
+    "lstm-kws": 24,
+    "transformer-kws": 24,
+    "transformer-sms": 4,
+}
+QAT_EPOCHS = {
+    "cnn-mnist": 2,
+    "dscnn-kws": 4,
+    "lstm-kws": 4,
+    "transformer-kws": 4,
+    "transformer-sms": 2,
+}
+CLUSTER_EPOCHS = {
+    "cnn-mnist": 2,
+    "dscnn-kws": 4,
+    "lstm-kws": 4,
+    "transformer-kws": 4,
+    "transformer-sms": 2,
+}
+
+
+def recipes(model: str) -> dict[str, str]:
+    """The recipes measured for ``model`` (label -> one-line recipe)."""
+    # Half the budget ramps the sparsity up, half recovers at 80%.
+    prune = f"prune:sparsity=0.8,schedule=poly,ramp_end=0.5,epochs={PRUNE_EPOCHS[model]}"
+    result = {
+        "prune": prune,
+        "qat": f"qat:epochs={QAT_EPOCHS[model]}",
+        "distill": "distill:width=0.5",
+        "prune+cluster": f"{prune}+cluster:clusters=16,epochs={CLUSTER_EPOCHS[model]}",
+    }
+    if model == "transformer-kws":
+        result["distill->dscnn"] = "distill:student=dscnn-kws,width=0.5"
+    return result
+
+
+TARGETS = {
+    "prune": ("within 1 pt of float", 1.0),
+    "qat": ("int8 TFLite within 0.5 pt of float", 0.5),
+    "prune+cluster": ("within 1 pt of float", 1.0),
+    "distill": ("better than the student from scratch", None),
+    "distill->dscnn": ("better than the student from scratch", None),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--only", nargs="+", help="recipe labels to run (default: all)")
+    parser.add_argument("--data-dir", help="data folder (default: $EDGESMITH_DATA)")
+    parser.add_argument("--store", default=None, help="model store (default: the user's)")
+    parser.add_argument("--out", default="reports/compress", help="results folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from edgesmith.zoo.store import ModelStore
+    from edgesmith.zoo.train import train_zoo_model
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "results.json"
+    results: dict[str, Any] = json.loads(cache.read_text()) if cache.is_file() else {}
+    store = ModelStore(args.store)
+    for model in args.models:
+        card = train_zoo_model(model, data_dir=args.data_dir, store=store, seed=args.seed)
+        results.setdefault(model, {})["float"] = {
+            "accuracy": card.accuracy,
+            "params": card.params,
+            "recipe": "(zoo model)",
+        }
+        for label, recipe in recipes(model).items():
+            if args.only and label not in args.only:
+                continue
+            key = f"{label}|{recipe}"
+            if key in results[model]:
+                continue
+            print(f"== {model}: {recipe}", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            try:
+                results[model][key] = measure(model, label, recipe, out, args, store)
+            except Exception as exc:  # record it, go on with the other recipes
+                results[model][key] = {"recipe": recipe, "error": f"{type(exc).__name__}: {exc}"}
+            results[model][key]["seconds"] = round(time.perf_counter() - started, 1)
+            cache.write_text(json.dumps(results, indent=2) + "\n")
+    table = render(results, args.models)
+    (out / "compress_table.md").write_text(table)
+    print(table)
+    return 0
+
+
+def measure(
+    model: str, label: str, recipe: str, out: Path, args: Any, store: Any
+) -> dict[str, Any]:
+    from edgesmith.compress.pipeline import compress_model
+
+    folder = out / "models" / f"{model}-{label.replace('+', '-').replace('>', '')}"
+    card = compress_model(
+        model, recipe, out=folder, data_dir=args.data_dir, store=store.root, seed=args.seed
+    )
+    row: dict[str, Any] = {
+        "recipe": recipe,
+        "accuracy": card.accuracy,
+        "sparsity": card.sparsity,
+        "params": card.params,
+        "nonzero_params": card.nonzero_params,
+        "unique_weights_max": card.unique_weights_max,
+    }
+    step = card.steps[-1]
+    if label.startswith("distill"):
+        row["scratch_accuracy"] = step.get("scratch_accuracy")
+        row["teacher_accuracy"] = step.get("teacher_accuracy")
+        row["student"] = step.get("student")
+        row["epochs"] = step.get("budget", {}).get("epochs")
+    if label == "qat":
+        row.update(int8_accuracy(folder, args))
+        row["qat_accuracy"] = card.accuracy
+    return row
+
+
+def int8_accuracy(folder: Path, args: Any) -> dict[str, Any]:
+    """Convert the QAT model in ``folder`` to full-int8 TFLite and measure it on the test split."""
+    from edgesmith.compress.int8 import int8_report, tflite_predict, to_int8_tflite
+    from edgesmith.metrics import accuracy
+    from edgesmith.zoo.evaluate import data_for
+    from edgesmith.zoo.store import load_model_folder
+
+    stored = load_model_folder(folder)
+    data = data_for(stored, data_dir=args.data_dir)
+    blob = to_int8_tflite(stored.model, data.x_train)
+    (folder / "model_int8.tflite").write_bytes(blob)
+    report = int8_report(blob)
+    return {
+        "int8_accuracy": accuracy(data.y_test, tflite_predict(blob, data.x_test)),
+        "int8_bytes": len(blob),
+        "int8_float_ops": report["float_ops"],
+    }
+
+
+def render(results: dict[str, Any], models: list[str]) -> str:
+    from edgesmith.console import markdown_table
+
+    columns = [
+        "model",
+        "recipe",
+        "accuracy",
+        "vs float (pt)",
+        "sparsity",
+        "params",
+        "nonzero",
+        "unique max",
+        "reference",
+        "target",
+    ]
+    rows = []
+    for model in models:
+        entries = results.get(model, {})
+        base = entries.get("float", {})
+        float_acc = base.get("accuracy")
+        rows.append(
+            [model, "float (zoo)", _pct(float_acc), "", "0.000", base.get("params"), "", "", "", ""]
+        )
+        for key, row in entries.items():
+            if key == "float":
+                continue
+            label = key.split("|", 1)[0]
+            if row.get("error"):
+                rows.append(
+                    [
+                        model,
+                        f"`{row['recipe']}`",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        f"failed: {row['error'][:200]}",
+                    ]
+                )
+                continue
+            acc = row.get("int8_accuracy") if label == "qat" else row.get("accuracy")
+            reference = ""
+            verdict = ""
+            text, tolerance = TARGETS.get(label, ("", None))
+            if label == "qat":
+                reference = f"QAT Keras {_pct(row.get('qat_accuracy'))}"
+                if row.get("int8_float_ops"):
+                    reference += f"; float ops: {', '.join(row['int8_float_ops'])}"
+            if tolerance is not None and float_acc is not None and acc is not None:
+                drop = round((float_acc - acc) * 100, 6)  # no float noise in the verdict
+                verdict = "met" if drop <= tolerance else f"missed by {drop - tolerance:.2f} pt"
+            if label.startswith("distill") and row.get("scratch_accuracy") is not None:
+                reference = f"scratch {_pct(row['scratch_accuracy'])} ({row.get('epochs')} ep)"
+                gap = round((acc - row["scratch_accuracy"]) * 100, 6)
+                verdict = "met" if gap > 0 else f"missed by {-gap:.2f} pt"
+            delta = "" if acc is None or float_acc is None else f"{(acc - float_acc) * 100:+.2f}"
+            rows.append(
+                [
+                    model,
+                    f"`{row['recipe']}`" + (" -> int8 TFLite" if label == "qat" else ""),
+                    _pct(acc),
+                    delta,
+                    f"{row['sparsity']:.3f}" if row.get("sparsity") is not None else "",
+                    row.get("params"),
+                    row.get("nonzero_params"),
+                    row.get("unique_weights_max") or "",
+                    reference,
+                    f"{text}: {verdict}" if verdict else text,
+                ]
+            )
+    return markdown_table(columns, rows)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}%"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

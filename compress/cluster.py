@@ -1,0 +1,195 @@
+"""Weight clustering (tfmot): each kernel keeps at most ``clusters`` distinct values.
+
+Applies to the Conv2D, DepthwiseConv2D (tfmot lists it with no clusterable weight: its
+depthwise kernel is clustered here), Dense, Embedding and LSTM kernels of every zoo
+family. With ``preserve_sparsity`` (the default) zeros left by an earlier pruning step
+stay zero. Wrappers are stripped afterwards.
+
+Example:
+    >>> from edgesmith.compress.cluster import ClusterConfig
+    >>> ClusterConfig(clusters=16, init="linear").to_text()
+    'cluster:init=linear'
+    >>> # clustered = apply(model, data, ClusterConfig(clusters=16))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgesmith.compress.config import (
+    StepConfig,
+    check_choice,
+    check_finetune,
+    check_range,
+    check_regex,
+)
+from edgesmith.compress.layers import (
+    LEFT_DENSE,
+    LayerPlan,
+    is_excluded,
+    kernels,
+    layer_class,
+    model_layers,
+)
+from edgesmith.errors import ConfigError
+from edgesmith.zoo.datasets import DatasetSplits
+
+INITS = ("kmeans++", "linear", "density", "random")
+_TFMOT_INIT = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density": "DENSITY_BASED",
+    "random": "RANDOM",
+}
+
+
+@dataclass(frozen=True)
+class ClusterConfig(StepConfig):
+    """Weight clustering with tfmot, fine-tuned and stripped.
+
+    Attributes:
+        clusters: distinct values per kernel, 3..256 (a 4-bit palette is 16).
+        init: centroid initialisation: kmeans++, linear, density or random.
+        preserve_sparsity: keep the zeros of an earlier pruning step (one centroid is 0).
+        epochs, learning_rate, batch_size: the fine-tuning budget.
+        keep_best: end with the weights of the best validation epoch.
+        exclude: regex; layers whose name it matches are not clustered.
+    """
+
+    step: ClassVar[str] = "cluster"
+
+    clusters: int = 16
+    init: str = "kmeans++"
+    preserve_sparsity: bool = True
+    epochs: int = 1
+    learning_rate: float = 2e-4
+    batch_size: int | None = None
+    keep_best: bool = True
+    exclude: str = ""
+
+    def validate(self) -> None:
+        check_range(
+            "cluster",
+            "clusters",
+            self.clusters,
+            low=3,
+            high=256,
+            meaning="distinct values per kernel",
+            example="16",
+        )
+        check_choice("cluster", "init", self.init, INITS)
+        check_finetune("cluster", self.epochs, self.learning_rate, self.batch_size)
+        check_regex("cluster", "exclude", self.exclude)
+
+
+def plan(model: Any, config: ClusterConfig) -> LayerPlan:
+    """Which layers ``config`` clusters, leaves alone, or cannot handle."""
+    from edgesmith.zoo.tfkeras import tfmot
+
+    tfmot()
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import (
+        ClusteringRegistry,
+    )
+
+    result = LayerPlan("cluster")
+    for layer in model_layers(model):
+        if not layer.weights:
+            continue
+        cls = layer_class(layer)
+        found = kernels(layer)
+        if is_excluded(layer.name, config.exclude):
+            result.left[layer.name] = "excluded"
+        elif cls in LEFT_DENSE:
+            result.left[layer.name] = "normalisation / position weights kept float"
+        elif hasattr(layer, "get_clusterable_weights") or (
+            found and ClusteringRegistry.supports(layer)
+        ):
+            small = [n for n, v in found if int(v.shape.num_elements()) <= config.clusters]
+            if small:
+                result.left[layer.name] = f"kernel has no more than {config.clusters} weights"
+            else:
+                result.targets.append(layer.name)
+        else:
+            result.unsupported[layer.name] = cls
+    result.raise_if_unsupported(
+        hint="Conv, DepthwiseConv2D, Dense, Embedding, LSTM/GRU layers, or custom layers "
+        "implementing tfmot's ClusterableLayer"
+    )
+    return result
+
+
+def apply(
+    model: Any,
+    data: DatasetSplits,
+    config: ClusterConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    logdir: str | None = None,
+) -> Any:
+    """Cluster ``model``'s kernels (on a copy) and return it with wrappers stripped.
+
+    Example:
+        >>> from edgesmith.compress import cluster  # doctest: +SKIP
+        >>> clustered = cluster.apply(model, data, cluster.ClusterConfig(clusters=16))  # doctest: +SKIP
+    """
+    return run(model, data, config, seed=seed, batch_size=batch_size, logdir=logdir)["model"]
+
+
+def run(
+    model: Any,
+    data: DatasetSplits,
+    config: ClusterConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    logdir: str | None = None,
+) -> dict[str, Any]:
+    """:func:`apply`, also returning the fine-tuning history and the layer plan."""
+    from edgesmith.compress.finetune import finetune, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
+    from edgesmith.zoo.tfkeras import set_seed, tfmot
+
+    clustering = tfmot().clustering.keras
+    init = getattr(clustering.CentroidInitialization, _TFMOT_INIT[config.init])
+    layers_plan = plan(model, config)
+    if not layers_plan.targets:
+        raise ConfigError(
+            "cluster: no layer left to cluster",
+            expected="at least one Conv/Dense/Embedding/LSTM layer not matched by exclude=",
+            fix=f"loosen exclude={config.exclude!r}",
+        )
+    targets = set(layers_plan.targets)
+
+    def wrap(layer: Any) -> Any:
+        if layer.name not in targets:
+            return layer
+        wrapper = clustering.cluster_weights(
+            layer,
+            number_of_clusters=config.clusters,
+            cluster_centroids_init=init,
+            preserve_sparsity=config.preserve_sparsity,
+        )
+        if type(layer).__name__ == "DepthwiseConv2D":
+            # tfmot registers DepthwiseConv2D with no clusterable weight; cluster its kernel.
+            inner = wrapper.layer
+            inner.get_clusterable_weights = lambda: [("depthwise_kernel", inner.depthwise_kernel)]
+        return wrapper
+
+    set_seed(seed)  # kmeans++ and random initialisation draw random numbers
+    with tfmot_errors("cluster"):
+        wrapped = rewrap(copy_model(model), wrap)
+        history = finetune(
+            wrapped,
+            data,
+            epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size or batch_size,
+            description=f"cluster to {config.clusters} values",
+            seed=seed,
+            callbacks=[*keep_zeros(wrapped, skip=targets), *tensorboard_callbacks(logdir, "train")],
+            keep_best_from=0 if config.keep_best else None,
+        )
+        stripped = clustering.strip_clustering(wrapped)
+    return {"model": stripped, "history": history, "plan": layers_plan.to_dict()}

@@ -1,0 +1,326 @@
+"""Run a recipe on a model and write the result beside its recipe and card.
+
+The output folder has the model store's layout, so ``edgesmith zoo eval DIR`` and
+``edgesmith convert DIR`` take it as they take a zoo model:
+
+* ``model.keras``: the compressed model, wrappers stripped; after ``qat`` the
+  quantization-aware model itself (tfmot wrappers and learned ranges kept). tfmot's
+  wrappers do not survive the Keras v3 zip format (they re-track their inner kernels
+  and the weight lists differ on reload), so a QAT model is written in Keras' HDF5
+  format under the same name: ``keras.models.load_model`` reads either, and the card
+  says which (``model_format``);
+* ``preprocessing.json``: the parent's, unchanged;
+* ``recipe.json``: every parameter of every step;
+* ``card.json``: a superset of the zoo's card (``accuracy`` on the test split,
+  ``params``) with ``sparsity``, ``nonzero_params``, ``unique_weights_max``, ``qat``,
+  ``steps`` (what each step did and measured) and ``parent`` (the parent's card).
+
+Example:
+    >>> from edgesmith.compress.pipeline import compress_model
+    >>> card = compress_model("cnn-digits", "prune:sparsity=0.8", out="out/cnn")  # doctest: +SKIP
+    >>> round(card.sparsity, 2)  # doctest: +SKIP
+    0.8
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgesmith.compress.recipe import Recipe, load_recipe
+from edgesmith.errors import ConfigError, ModelFileError
+from edgesmith.records import ModelCard, command_line, library_versions
+from edgesmith.zoo.datasets import DatasetSplits
+from edgesmith.zoo.store import StoredModel
+
+RECIPE_FILE = "recipe.json"
+
+
+@dataclass(frozen=True)
+class CompressionCard(ModelCard):
+    """The card of a compressed model: the zoo card's fields plus what compression measured.
+
+    Example:
+        >>> card = CompressionCard(name="cnn-digits-prune", family="cnn", task="t",
+        ...                        dataset="digits", sparsity=0.8)
+        >>> CompressionCard.from_dict(card.to_dict()) == card
+        True
+    """
+
+    recipe: str = ""
+    qat: bool = False
+    sparsity: float | None = None
+    nonzero_params: int | None = None
+    kernel_params: int | None = None
+    unique_weights_max: int | None = None
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+    model_format: str = "keras"
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    parent: dict[str, Any] = field(default_factory=dict)
+
+
+def compress_model(
+    model: str | os.PathLike[str],
+    recipe: Recipe | str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    logdir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+) -> CompressionCard:
+    """Apply ``recipe`` to ``model`` (a zoo name, a model folder or a model file) and save to ``out``.
+
+    Nothing is written to ``out`` unless every step succeeded.
+    """
+    from edgesmith.console import err
+    from edgesmith.zoo.evaluate import data_for
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if logdir:
+        require_tensorboard()
+    stored = open_parent(model, store=store)
+    parent_card = _card_dict(stored)
+    if parent_card.get("qat"):
+        raise ConfigError(
+            f"{model}: the model is already quantization-aware (its card says qat: true)",
+            expected="a float model",
+            fix="compress the model the QAT model came from, with qat as the recipe's last step",
+        )
+    data = data_for(stored, data_dir=data_dir)
+    started = time.perf_counter()
+    result = run_recipe(stored, data, recipe, seed=seed, logdir=logdir)
+    seconds = time.perf_counter() - started
+    card = _card(stored, parent_card, recipe, result, seconds, seed)
+    save_folder(result["model"], card, stored.preprocessing, recipe, out)
+    err.print(f"compressed model written to {out}")
+    return card
+
+
+def require_tensorboard() -> None:
+    """``--logdir`` writes TensorBoard summaries, which need the ``tensorboard`` package."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        from edgesmith.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "--logdir: the tensorboard package is not installed",
+            expected="tensorboard, which writes the summaries (TensorFlow no longer brings it)",
+            fix="pip install tensorboard, or drop --logdir",
+        )
+
+
+def open_parent(
+    model: str | os.PathLike[str], *, store: str | os.PathLike[str] | None
+) -> StoredModel:
+    """A zoo model by name, a model folder, or a model file with ``card.json`` beside it."""
+    from edgesmith.zoo.evaluate import open_model
+    from edgesmith.zoo.store import CARD_FILE, load_keras_model, load_model_folder
+
+    path = Path(model)
+    if path.is_file():
+        if not (path.parent / CARD_FILE).is_file():
+            raise ModelFileError(
+                f"{path}: no {CARD_FILE} beside it",
+                expected="a zoo name, or a model folder written by `edgesmith zoo train` or "
+                "`edgesmith compress` (the card names the data set and the input layout)",
+            )
+        folder = load_model_folder(path.parent)
+        return replace(folder, model=load_keras_model(path))
+    return open_model(str(model), store=store)
+
+
+def run_recipe(
+    stored: StoredModel,
+    data: DatasetSplits,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    logdir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Run every step in order; return the final model, its data layout and the step records."""
+    from edgesmith.compress import cluster, distill, prune, qat
+    from edgesmith.compress.measure import weight_summary
+    from edgesmith.console import err
+    from edgesmith.zoo.train import evaluate_model
+
+    model = stored.model
+    card = stored.card
+    builder = {**card.builder, "layout": card.layout}
+    family = card.family
+    layout = card.layout
+    batch_size = int((card.builder.get("train") or {}).get("batch_size") or 32)
+    clustered: list[str] = []
+    records = []
+    for index, config in enumerate(recipe.steps, start=1):
+        step_logdir = str(Path(logdir) / f"{index:02d}-{config.step}") if logdir else None
+        err.print(f"step {index}/{len(recipe.steps)}: {config.to_text()}")
+        started = time.perf_counter()
+        before = weight_summary(model)
+        info: dict[str, Any]
+        if config.step == "prune":
+            info = prune.run(
+                model, data, config, seed=seed, batch_size=batch_size, logdir=step_logdir
+            )
+        elif config.step == "cluster":
+            info = cluster.run(
+                model, data, config, seed=seed, batch_size=batch_size, logdir=step_logdir
+            )
+            clustered = list(info["plan"]["targets"])
+        elif config.step == "qat":
+            info = qat.run(
+                model, data, config, seed=seed, batch_size=batch_size, logdir=step_logdir
+            )
+        elif config.step == "distill":
+            info = distill.run(model, data, config, seed=seed, teacher_builder=builder)
+            data = distill.relayout(data, info["layout"])
+            layout = info["layout"]
+            builder = {**info["builder"], "layout": layout}
+            if config.student:
+                from edgesmith.zoo.registry import get_spec
+
+                family = get_spec(config.student).family
+            clustered = []  # a new model: nothing of it is clustered yet
+        else:  # pragma: no cover - the recipe only holds registered steps
+            raise ConfigError(f"step {config.step!r}", expected="a registered step")
+        model = info["model"]
+        measured = weight_summary(model, unique_in=clustered)
+        test = evaluate_model(model, data, "test")
+        record = {
+            "step": config.step,
+            "config": config.to_dict(),
+            "seconds": round(time.perf_counter() - started, 2),
+            "accuracy": test["accuracy"],
+            "metric": {k: v for k, v in test.items() if k not in ("samples", "split")},
+            "params": measured["params"],
+            "nonzero_params": measured["nonzero_params"],
+            "sparsity": measured["sparsity"],
+            "unique_weights_max": measured["unique_weights_max"],
+            "layer_sparsity": {n: v["sparsity"] for n, v in measured["layers"].items()},
+            "sparsity_before": before["sparsity"],
+            "history": info.get("history", {}),
+            **{k: v for k, v in info.items() if k not in ("model", "history")},
+        }
+        records.append(record)
+        err.print(
+            f"  test accuracy {test['accuracy']:.4f}, sparsity {measured['sparsity']:.3f}, "
+            f"params {measured['params']}, {record['seconds']:.0f} s"
+        )
+    return {
+        "model": model,
+        "steps": records,
+        "family": family,
+        "layout": layout,
+        "builder": {k: v for k, v in builder.items() if k != "layout"},
+        "data": data,
+        "clustered": clustered,
+    }
+
+
+def save_folder(
+    model: Any,
+    card: CompressionCard,
+    preprocessing: dict[str, Any],
+    recipe: Recipe,
+    out: str | os.PathLike[str],
+) -> Path:
+    """Write the output folder atomically (card.json last); a QAT model is checked on reload."""
+    from edgesmith.fileio import atomic_path, write_json, write_text
+    from edgesmith.zoo.store import CARD_FILE, MODEL_FILE, PREPROCESSING_FILE
+
+    out = Path(out)
+    with atomic_path(out, suffix=".dir") as tmp:
+        tmp.mkdir()
+        if card.qat:
+            from edgesmith.compress.qat import save_qat_model
+
+            save_qat_model(model, tmp / MODEL_FILE)
+            _check_reload(model, tmp / MODEL_FILE, card)
+        else:
+            model.save(tmp / MODEL_FILE)
+        write_json(tmp / PREPROCESSING_FILE, preprocessing)
+        write_text(tmp / RECIPE_FILE, recipe.to_json())
+        write_json(tmp / CARD_FILE, card.to_dict())
+    return out
+
+
+def _check_reload(model: Any, path: Path, card: CompressionCard) -> None:
+    import numpy as np
+
+    from edgesmith.zoo.store import load_keras_model
+
+    loaded = load_keras_model(path)
+    shape = (4, *card.input_shape)
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    if card.layout == "tokens":
+        x = np.floor(x * 10)
+    if not np.allclose(model(x, training=False), loaded(x, training=False), atol=1e-4):
+        raise ModelFileError(
+            f"{path}: the saved QAT model does not reproduce the trained one",
+            expected="identical outputs after a save/load round trip",
+        )
+
+
+def _card_dict(stored: StoredModel) -> dict[str, Any]:
+    from edgesmith.fileio import read_json
+    from edgesmith.zoo.store import CARD_FILE
+
+    path = Path(stored.path) / CARD_FILE
+    return read_json(path) if path.is_file() else stored.card.to_dict()
+
+
+def _card(
+    stored: StoredModel,
+    parent: dict[str, Any],
+    recipe: Recipe,
+    result: dict[str, Any],
+    seconds: float,
+    seed: int,
+) -> CompressionCard:
+    from edgesmith.compress.measure import weight_summary
+    from edgesmith.zoo.train import TF_PACKAGES
+
+    model = result["model"]
+    data: DatasetSplits = result["data"]
+    last = result["steps"][-1]
+    measured = weight_summary(model, unique_in=result["clustered"])
+    base = stored.card
+    epochs = sum(
+        int(s.get("budget", {}).get("epochs") or s["config"].get("epochs") or 0)
+        for s in result["steps"]
+    )
+    return CompressionCard(
+        name=f"{base.name}-" + "-".join(step.step for step in recipe.steps),
+        family=result["family"],
+        task=base.task,
+        dataset=base.dataset,
+        accuracy=last["accuracy"],
+        metric=last["metric"],
+        split=data.sizes,
+        seed=seed,
+        epochs=epochs,
+        params=measured["params"],
+        input_shape=list(data.input_shape),
+        layout=result["layout"],
+        classes=list(base.classes or data.class_names),
+        train_seconds=round(seconds, 2),
+        versions=library_versions(*TF_PACKAGES),
+        command=command_line(),
+        builder=result["builder"],
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        recipe=recipe.to_text(),
+        qat=recipe.has_qat,
+        sparsity=measured["sparsity"],
+        nonzero_params=measured["nonzero_params"],
+        kernel_params=measured["kernel_params"],
+        unique_weights_max=measured["unique_weights_max"],
+        layer_sparsity={n: v["sparsity"] for n, v in measured["layers"].items()},
+        model_format="h5" if recipe.has_qat else "keras",
+        steps=result["steps"],
+        parent=parent,
+    )

@@ -1,0 +1,284 @@
+"""Magnitude pruning (constant or polynomial-decay schedule) and m:n structured sparsity.
+
+Covers Conv2D, DepthwiseConv2D (tfmot lists it but prunes none of its weights: here
+its depthwise kernel is pruned too), Dense (so the zoo Transformer's query, key, value
+and output projections), Embedding, and LSTM kernels and recurrent kernels. tfmot's
+wrappers do the masking during fine-tuning and are stripped afterwards; the sparsity
+reported is measured from the stripped weights.
+
+Example:
+    >>> from edgesmith.compress.prune import PruneConfig
+    >>> PruneConfig(sparsity=0.8, schedule="poly").target_sparsity
+    0.8
+    >>> PruneConfig(structure="2:4").target_sparsity
+    0.5
+    >>> # pruned = apply(model, data, PruneConfig(sparsity=0.8))   # a Keras model, wrappers stripped
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgesmith.compress.config import (
+    StepConfig,
+    check_choice,
+    check_finetune,
+    check_range,
+    check_regex,
+)
+from edgesmith.compress.layers import (
+    LEFT_DENSE,
+    LayerPlan,
+    is_excluded,
+    kernels,
+    layer_class,
+    model_layers,
+)
+from edgesmith.errors import ConfigError
+from edgesmith.zoo.datasets import DatasetSplits
+
+SCHEDULES = ("constant", "poly")
+_M_BY_N = re.compile(r"(\d+):(\d+)")
+
+
+@dataclass(frozen=True)
+class PruneConfig(StepConfig):
+    """Magnitude pruning of kernels to a target sparsity, or to an m:n pattern.
+
+    Attributes:
+        sparsity: share of each pruned kernel's weights set to zero, in [0, 1).
+            Defaults to 0.5, or to m/n with ``structure="m:n"``.
+        schedule: ``constant`` (prune to ``sparsity`` at once, re-select masks while
+            fine-tuning) or ``poly`` (polynomial decay from ``initial_sparsity``).
+        initial_sparsity: where the ``poly`` schedule starts.
+        structure: ``unstructured`` or ``m:n`` (for example ``2:4``: at least m zeros in
+            every n consecutive input weights, the pattern sparse tensor cores run).
+        ramp_end: share of the fine-tuning steps after which ``poly`` holds the target.
+        frequency: steps between mask updates (0: about ten updates over the budget).
+        epochs, learning_rate, batch_size: the fine-tuning budget (batch size None:
+            the parent model's training batch size).
+        keep_best: end with the weights of the best validation epoch among those where
+            the target sparsity is reached (else the last epoch's).
+        exclude: regex; layers whose name it matches are left dense.
+    """
+
+    step: ClassVar[str] = "prune"
+
+    sparsity: float | None = None
+    schedule: str = "constant"
+    initial_sparsity: float = 0.0
+    structure: str = "unstructured"
+    ramp_end: float = 0.7
+    frequency: int = 0
+    epochs: int = 2
+    learning_rate: float = 1e-3
+    batch_size: int | None = None
+    keep_best: bool = True
+    exclude: str = ""
+
+    def validate(self) -> None:
+        check_range(
+            "prune",
+            "sparsity",
+            self.sparsity,
+            low=0.0,
+            high=1.0,
+            high_open=True,
+            meaning="the share of kernel weights set to zero",
+            example="0.8",
+        )
+        check_choice("prune", "schedule", self.schedule, SCHEDULES)
+        check_range(
+            "prune", "ramp_end", self.ramp_end, low=0.0, high=1.0, low_open=True, example="0.7"
+        )
+        check_range("prune", "frequency", self.frequency, low=0, example="0 (automatic)")
+        check_finetune("prune", self.epochs, self.learning_rate, self.batch_size, min_epochs=1)
+        check_regex("prune", "exclude", self.exclude)
+        if self.structure != "unstructured":
+            match = _M_BY_N.fullmatch(self.structure)
+            if not match or not 0 < int(match[1]) < int(match[2]) <= 32:
+                raise ConfigError(
+                    f"prune: structure={self.structure!r}",
+                    expected="unstructured, or m:n with 0 < m < n <= 32 (m zeros in every n weights)",
+                    fix="use structure=2:4",
+                )
+            m, n = int(match[1]), int(match[2])
+            if self.sparsity is not None and abs(self.sparsity - m / n) > 1e-9:
+                raise ConfigError(
+                    f"prune: sparsity={self.sparsity} with structure={self.structure}",
+                    expected=f"no sparsity (the {m}:{n} pattern fixes it at {m / n:g})",
+                    fix="drop sparsity=, or use structure=unstructured",
+                )
+            if self.schedule != "constant":
+                raise ConfigError(
+                    f"prune: schedule={self.schedule} with structure={self.structure}",
+                    expected="schedule=constant (an m:n pattern has no sparsity ramp)",
+                    fix="drop schedule=",
+                )
+        check_range(
+            "prune",
+            "initial_sparsity",
+            self.initial_sparsity,
+            low=0.0,
+            high=self.target_sparsity,
+            high_open=self.target_sparsity > 0,
+            meaning="where the poly schedule starts, below the target sparsity",
+            example="0.0",
+        )
+
+    @property
+    def m_by_n(self) -> tuple[int, int] | None:
+        """``(m, n)`` for structured sparsity, None for unstructured."""
+        match = _M_BY_N.fullmatch(self.structure)
+        return (int(match[1]), int(match[2])) if match else None
+
+    @property
+    def target_sparsity(self) -> float:
+        if self.m_by_n:
+            return self.m_by_n[0] / self.m_by_n[1]
+        return 0.5 if self.sparsity is None else self.sparsity
+
+
+def plan(model: Any, config: PruneConfig) -> LayerPlan:
+    """Which layers ``config`` prunes, leaves dense, or cannot handle."""
+    from edgesmith.compress.measure import input_channels
+    from edgesmith.zoo.tfkeras import tfmot
+
+    tfmot()  # tfmot's registry is internal: import it once Keras 2 is selected
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
+        PruneRegistry as registry,
+    )
+
+    result = LayerPlan("prune")
+    for layer in model_layers(model):
+        if not layer.weights:
+            continue
+        cls = layer_class(layer)
+        found = kernels(layer)
+        if is_excluded(layer.name, config.exclude):
+            result.left[layer.name] = "excluded"
+        elif cls in LEFT_DENSE:
+            result.left[layer.name] = "normalisation / position weights kept dense"
+        elif hasattr(layer, "get_prunable_weights") or (found and registry.supports(layer)):
+            shapes = [tuple(v.shape) for _, v in found]
+            if config.m_by_n and any(input_channels(s) % config.m_by_n[1] for s in shapes):
+                sizes = sorted({input_channels(s) for s in shapes})
+                result.left[layer.name] = (
+                    f"input size {sizes} is not a multiple of {config.m_by_n[1]}: left dense"
+                )
+            else:
+                result.targets.append(layer.name)
+        else:
+            result.unsupported[layer.name] = cls
+    result.raise_if_unsupported(
+        hint="Conv, DepthwiseConv2D, Dense, Embedding, LSTM/GRU layers, or custom layers "
+        "with tfmot's get_prunable_weights()"
+    )
+    return result
+
+
+def apply(
+    model: Any,
+    data: DatasetSplits,
+    config: PruneConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    logdir: str | None = None,
+) -> Any:
+    """Prune ``model`` (a copy: the input is left unchanged) and return it with wrappers stripped.
+
+    Example:
+        >>> from edgesmith.compress import prune  # doctest: +SKIP
+        >>> pruned = prune.apply(model, data, prune.PruneConfig(sparsity=0.8))  # doctest: +SKIP
+    """
+    return run(model, data, config, seed=seed, batch_size=batch_size, logdir=logdir)["model"]
+
+
+def run(
+    model: Any,
+    data: DatasetSplits,
+    config: PruneConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    logdir: str | None = None,
+) -> dict[str, Any]:
+    """:func:`apply`, also returning the fine-tuning history and the layer plan."""
+    import numpy as np
+
+    from edgesmith.compress.finetune import finetune, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
+    from edgesmith.zoo.tfkeras import tfmot
+
+    sparsity_api = tfmot().sparsity.keras
+    batch_size = config.batch_size or batch_size
+    layers_plan = plan(model, config)
+    if not layers_plan.targets:
+        raise ConfigError(
+            "prune: no layer left to prune",
+            expected="at least one Conv/Dense/Embedding/LSTM layer not matched by exclude=",
+            fix=f"loosen exclude={config.exclude!r}",
+        )
+    steps_per_epoch = int(np.ceil(len(data.y_train) / batch_size))
+    steps = steps_per_epoch * config.epochs
+    frequency = config.frequency or max(1, min(100, steps // 10))
+    first_full = 0  # the first epoch that ends at the target sparsity
+    end = 0
+    if config.schedule == "poly":
+        end = max(frequency, int(steps * config.ramp_end) // frequency * frequency)
+        end = min(end, max(0, steps - 1) // frequency * frequency) or frequency
+        first_full = min(config.epochs - 1, (end + 1 + steps_per_epoch - 1) // steps_per_epoch - 1)
+    targets = set(layers_plan.targets)
+
+    def schedule_for(sparsity: float) -> Any:
+        if config.schedule == "poly":
+            return sparsity_api.PolynomialDecay(
+                initial_sparsity=min(config.initial_sparsity, sparsity),
+                final_sparsity=sparsity,
+                begin_step=0,
+                end_step=end,
+                frequency=frequency,
+            )
+        return sparsity_api.ConstantSparsity(sparsity, begin_step=0, frequency=frequency)
+
+    def wrap(layer: Any) -> Any:
+        if layer.name not in targets:
+            return layer
+        if type(layer).__name__ == "DepthwiseConv2D":
+            # tfmot registers DepthwiseConv2D with no prunable weight; prune its kernel.
+            layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
+        return sparsity_api.prune_low_magnitude(
+            layer,
+            pruning_schedule=schedule_for(config.target_sparsity),
+            sparsity_m_by_n=config.m_by_n,
+        )
+
+    with tfmot_errors("prune"):
+        wrapped = rewrap(copy_model(model), wrap)
+        callbacks = [sparsity_api.UpdatePruningStep(), *keep_zeros(wrapped, skip=targets)]
+        if logdir:
+            callbacks.append(sparsity_api.PruningSummaries(log_dir=logdir))
+        history = finetune(
+            wrapped,
+            data,
+            epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            batch_size=batch_size,
+            description=f"prune to {config.target_sparsity:.0%}",
+            seed=seed,
+            callbacks=callbacks + tensorboard_callbacks(logdir, "train"),
+            keep_best_from=first_full if config.keep_best else None,
+        )
+        for layer in wrapped.layers:
+            for weight, mask, _threshold in getattr(layer, "pruning_vars", []):
+                weight.assign(weight * mask)  # the kept epoch's masks, applied for sure
+        stripped = sparsity_api.strip_pruning(wrapped)
+    return {
+        "model": stripped,
+        "history": history,
+        "plan": layers_plan.to_dict(),
+        "schedule": {"kind": config.schedule, "frequency": frequency, "steps": steps},
+    }

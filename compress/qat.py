@@ -1,0 +1,540 @@
+"""Quantization-aware training that runs end to end on CNN, LSTM and Transformer models.
+
+tfmot's default 8-bit scheme quantizes Conv, Dense, pooling, residual ``Add`` and friends,
+but refuses ``LSTM``, ``LayerNormalization``, ``Embedding`` and the zoo Transformer's
+custom layers. This module annotates those with quantize configs of its own:
+
+=====================  ======================================================================
+layer                  what is fake-quantized during training
+=====================  ======================================================================
+LSTM                   kernel and recurrent kernel (8-bit symmetric, per tensor); the layer
+                       is unrolled over its fixed time steps so TFLite gets int8 matmuls and
+                       gates instead of a loop with a float32 state; the output is left to
+                       the converter's calibration (TFLite requires the LSTM's output and
+                       its last step to share one scale)
+LayerNormalization     output (8-bit, moving-average range)
+Embedding              the table (8-bit symmetric); the integer ids are *not* quantized
+PositionEmbedding      the position table and the output
+AttentionCore          output (it holds no weights; q/k/v/out are Dense layers tfmot handles)
+=====================  ======================================================================
+
+Before fine-tuning, every quantizer range is calibrated from the float model on training
+samples (tfmot starts activation ranges at [-6, 6] and moves them by 0.1% a step, which a
+short fine-tuning never corrects). ``preserve`` keeps an earlier step's work: tfmot's
+pruning-preserving (PQAT) or cluster-preserving (CQAT) scheme for the Conv/Dense layers
+it covers, and for the others (LSTM, Embedding) a projection after each batch that keeps
+zeros zero and clustered values on their centroids.
+
+The result is the QAT model itself (wrappers kept, learned ranges inside) so a converter
+can produce a full-int8 TFLite model from it; :func:`quantize_scope` loads it back.
+
+Example:
+    >>> from edgesmith.compress.qat import QATConfig
+    >>> QATConfig(epochs=2, preserve="sparsity").to_text()
+    'qat:epochs=2,preserve=sparsity'
+    >>> # qat_model = apply(model, data, QATConfig(epochs=2))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgesmith.compress.config import (
+    StepConfig,
+    check_choice,
+    check_finetune,
+    check_range,
+    check_regex,
+)
+from edgesmith.compress.layers import (
+    LayerPlan,
+    inner_layer,
+    is_excluded,
+    is_input,
+    kernels,
+    layer_class,
+    model_layers,
+)
+from edgesmith.errors import ConfigError
+from edgesmith.zoo.datasets import DatasetSplits
+
+PRESERVE = ("auto", "none", "sparsity", "clusters")
+
+# When ``preserve=auto`` looks at the weights: this share of zeros means "pruned", at most
+# this many distinct values in every kernel means "clustered".
+_SPARSE_ENOUGH = 0.2
+_CLUSTERED_MAX_VALUES = 256
+
+
+@dataclass(frozen=True)
+class QATConfig(StepConfig):
+    """Quantization-aware fine-tuning with tfmot's default 8-bit scheme, extended.
+
+    Attributes:
+        epochs, learning_rate, batch_size: the fine-tuning budget (``epochs=0`` only
+            calibrates the ranges).
+        preserve: ``auto`` (measure the weights: preserve sparsity when at least 20% of
+            kernel weights are zero, clusters when every kernel holds at most 256
+            values), ``none``, ``sparsity`` or ``clusters`` (tfmot's CQAT trains the
+            centroids, per output channel for convolutions, and keeps zeros).
+        calibration_samples: training samples used to set the quantizer ranges before
+            fine-tuning (0: keep tfmot's initial ranges).
+        keep_best: end with the weights of the best validation epoch.
+        exclude: regex; layers whose name it matches stay float.
+    """
+
+    step: ClassVar[str] = "qat"
+
+    epochs: int = 1
+    learning_rate: float = 1e-4
+    batch_size: int | None = None
+    preserve: str = "auto"
+    calibration_samples: int = 512
+    keep_best: bool = True
+    exclude: str = ""
+
+    def validate(self) -> None:
+        check_finetune("qat", self.epochs, self.learning_rate, self.batch_size)
+        check_choice("qat", "preserve", self.preserve, PRESERVE)
+        check_range("qat", "calibration_samples", self.calibration_samples, low=0, example="512")
+        check_regex("qat", "exclude", self.exclude)
+
+
+# -- quantize configs of the layers tfmot's default scheme refuses ------------------------
+
+_OBJECTS: dict[str, Any] | None = None
+
+
+def custom_objects() -> dict[str, Any]:
+    """Everything needed to load a QAT model: tfmot's objects, these configs, the zoo layers."""
+    global _OBJECTS
+    if _OBJECTS is None:
+        _OBJECTS = _define_objects()
+    return dict(_OBJECTS)
+
+
+@contextlib.contextmanager
+def quantize_scope() -> Iterator[None]:
+    """Keras custom-object scope in which QAT models written by edgesmith load.
+
+    Example:
+        >>> from edgesmith.zoo.tfkeras import keras  # doctest: +SKIP
+        >>> with quantize_scope():  # doctest: +SKIP
+        ...     model = keras().models.load_model("out/model.keras", compile=False)
+    """
+    from edgesmith.zoo.tfkeras import tfmot
+
+    with tfmot().quantization.keras.quantize_scope(custom_objects()):
+        yield
+
+
+def save_qat_model(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write a QAT model to ``path`` in Keras' HDF5 format (whatever the file's suffix).
+
+    tfmot's quantize wrappers do not survive the Keras v3 zip format (they re-track their
+    inner kernels, so the weight lists differ on reload); HDF5 round-trips them, and
+    ``keras.models.load_model`` reads it under any name inside :func:`quantize_scope`.
+    """
+    import shutil
+    import tempfile
+    import warnings
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        staging = Path(tmp) / "model.h5"
+        with warnings.catch_warnings():  # Keras calls HDF5 "legacy"
+            warnings.simplefilter("ignore")
+            model.save(staging, save_format="h5")
+        shutil.move(staging, path)
+
+
+def _define_objects() -> dict[str, Any]:
+    from edgesmith.zoo.layers import custom_objects as zoo_objects
+    from edgesmith.zoo.tfkeras import tfmot
+
+    quantization = tfmot().quantization.keras
+    quantizers = quantization.quantizers
+
+    class EdgesmithQuantizeConfig(quantization.QuantizeConfig):
+        """Fake-quantizes named weights (of the layer, or of its RNN cell) and the output."""
+
+        def __init__(
+            self, weights: list[str] | None = None, cell: bool = False, output: bool = True
+        ) -> None:
+            self.weights = list(weights or [])
+            self.cell = bool(cell)
+            self.output = bool(output)
+
+        def _owner(self, layer: Any) -> Any:
+            return layer.cell if self.cell else layer
+
+        def _weight_quantizer(self) -> Any:
+            return quantizers.LastValueQuantizer(
+                num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+            )
+
+        def get_weights_and_quantizers(self, layer: Any) -> list[tuple[Any, Any]]:
+            owner = self._owner(layer)
+            return [(getattr(owner, name), self._weight_quantizer()) for name in self.weights]
+
+        def set_quantize_weights(self, layer: Any, quantize_weights: list[Any]) -> None:
+            owner = self._owner(layer)
+            for name, weight in zip(self.weights, quantize_weights, strict=True):
+                setattr(owner, name, weight)
+
+        def get_activations_and_quantizers(self, layer: Any) -> list[Any]:
+            return []
+
+        def set_quantize_activations(self, layer: Any, quantize_activations: list[Any]) -> None:
+            return None
+
+        def get_output_quantizers(self, layer: Any) -> list[Any]:
+            if not self.output:
+                return []
+            return [
+                quantizers.MovingAverageQuantizer(
+                    num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+                )
+            ]
+
+        def get_config(self) -> dict[str, Any]:
+            return {"weights": self.weights, "cell": self.cell, "output": self.output}
+
+    objects: dict[str, Any] = {"EdgesmithQuantizeConfig": EdgesmithQuantizeConfig}
+    objects.update(zoo_objects())
+    return objects
+
+
+# Layer class -> arguments of EdgesmithQuantizeConfig.
+_CONFIGS: dict[str, dict[str, Any]] = {
+    "LSTM": {"weights": ["kernel", "recurrent_kernel"], "cell": True, "output": False},
+    "LayerNormalization": {"weights": [], "output": True},
+    "Embedding": {"weights": ["embeddings"], "output": False},
+    "PositionEmbedding": {"weights": ["positions"], "output": True},
+    "AttentionCore": {"weights": [], "output": True},
+}
+# Handled by tfmot's transforms when they follow a convolution (folded at conversion).
+_BY_TRANSFORM = frozenset({"BatchNormalization"})
+
+
+def plan(model: Any, config: QATConfig) -> LayerPlan:
+    """Which layers get fake-quantized, which stay float (excluded), which are unsupported."""
+    from edgesmith.zoo.tfkeras import tfmot
+
+    tfmot()
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_module,
+    )
+
+    registry = registry_module.Default8BitQuantizeRegistry()
+    result = LayerPlan("qat")
+    for layer in model_layers(model):
+        cls = layer_class(layer)
+        if cls.startswith("Quantize"):
+            raise ConfigError(
+                "qat: the model is already quantization-aware",
+                expected="a float model",
+                fix="run qat on the model before its QAT step",
+            )
+        if is_excluded(layer.name, config.exclude):
+            result.left[layer.name] = "excluded: stays float"
+        elif cls in _CONFIGS or cls in _BY_TRANSFORM or registry.supports(layer):
+            result.targets.append(layer.name)
+        else:
+            result.unsupported[layer.name] = cls
+    result.raise_if_unsupported(
+        hint="layers of tfmot's default 8-bit scheme or "
+        + ", ".join(sorted(_CONFIGS))
+        + " (or exclude them to keep them float)"
+    )
+    return result
+
+
+def apply(
+    model: Any,
+    data: DatasetSplits,
+    config: QATConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    logdir: str | None = None,
+) -> Any:
+    """The quantization-aware version of ``model``, calibrated and fine-tuned.
+
+    Example:
+        >>> from edgesmith.compress import qat  # doctest: +SKIP
+        >>> qat_model = qat.apply(model, data, qat.QATConfig(epochs=1))  # doctest: +SKIP
+    """
+    return run(model, data, config, seed=seed, batch_size=batch_size, logdir=logdir)["model"]
+
+
+def run(
+    model: Any,
+    data: DatasetSplits,
+    config: QATConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    logdir: str | None = None,
+) -> dict[str, Any]:
+    """:func:`apply`, also returning the history, the scheme used and the calibrated accuracy."""
+    from edgesmith.compress.finetune import finetune, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
+    from edgesmith.zoo.tfkeras import keras, set_seed, tfmot
+
+    quantization = tfmot().quantization.keras
+    batch_size = config.batch_size or batch_size
+    layers_plan = plan(model, config)
+    targets = set(layers_plan.targets)
+    preserve = _preserve_mode(model, config.preserve)
+    objects = custom_objects()
+    notes: list[str] = []
+
+    def annotate(layer: Any) -> Any:
+        if is_input(layer) or layer.name not in targets:
+            return layer
+        cls = type(layer).__name__
+        if cls == "LSTM" and not layer.unroll:
+            layer = _unrolled(layer)
+        if cls in _CONFIGS:
+            quantize_config = objects["EdgesmithQuantizeConfig"](**_CONFIGS[cls])
+            return quantization.quantize_annotate_layer(layer, quantize_config=quantize_config)
+        return quantization.quantize_annotate_layer(layer)
+
+    set_seed(seed)
+    with tfmot_errors("qat"):
+        annotated = rewrap(copy_model(model), annotate)
+        with quantization.quantize_scope(objects):
+            try:
+                qat_model = quantization.quantize_apply(annotated, scheme=_scheme(preserve))
+            except (ValueError, RuntimeError) as exc:
+                if preserve == "none":
+                    raise
+                notes.append(
+                    f"tfmot's {preserve}-preserving scheme refused the model "
+                    f"({str(exc).splitlines()[0][:160]}); used the default 8-bit scheme, "
+                    "preservation by projection only"
+                )
+                qat_model = quantization.quantize_apply(annotated)
+        _keep_token_ids_exact(qat_model)
+        if config.calibration_samples:
+            calibrate_ranges(
+                qat_model, model, data.x_train[: config.calibration_samples], batch_size
+            )
+        calibrated = _accuracy(qat_model, data)
+        callbacks = tensorboard_callbacks(logdir, "train")
+        if preserve != "none":
+            # tfmot's scheme preserves the layers it covers; project the others (all of
+            # them when the scheme was refused).
+            callbacks.append(
+                _projection_callback(keras(), qat_model, preserve, only_own_configs=not notes)
+            )
+            callbacks.extend(keep_zeros(qat_model, skip=targets))  # excluded, float layers
+        history = finetune(
+            qat_model,
+            data,
+            epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            batch_size=batch_size,
+            description="quantization-aware training",
+            seed=seed,
+            callbacks=callbacks,
+            keep_best_from=0 if config.keep_best else None,
+        )
+    return {
+        "model": qat_model,
+        "history": history,
+        "plan": layers_plan.to_dict(),
+        "preserve": preserve,
+        "calibrated_accuracy": calibrated,
+        "notes": notes,
+    }
+
+
+def _unrolled(layer: Any) -> Any:
+    """The same LSTM (same weights, same math) unrolled over its fixed number of steps.
+
+    TFLite turns a rolled Keras LSTM with fake-quantized kernels into a WHILE loop that
+    carries its state as float32; unrolled, every step is plain int8 FULLY_CONNECTED,
+    LOGISTIC, TANH, MUL and ADD ops. (The fused UNIDIRECTIONAL_SEQUENCE_LSTM int8 kernel,
+    reached from a float LSTM, is no alternative: without calibrated intermediates its
+    accuracy collapses.)
+    """
+    if layer.input_shape[1] is None:
+        raise ConfigError(
+            f"qat: LSTM {layer.name!r} reads sequences of unknown length",
+            expected="a fixed number of time steps (the LSTM is unrolled for int8 TFLite)",
+            fix=f"give the model a fixed input length, or exclude='^{layer.name}$'",
+        )
+    config = {**layer.get_config(), "unroll": True}
+    unrolled = type(layer).from_config(config)
+    unrolled.build(layer.input_shape)
+    unrolled.set_weights(layer.get_weights())
+    return unrolled
+
+
+def _preserve_mode(model: Any, preserve: str) -> str:
+    """``auto`` becomes what the weights show: clusters, sparsity, or none."""
+    if preserve != "auto":
+        return preserve
+    from edgesmith.compress.measure import weight_summary
+
+    summary = weight_summary(model)
+    big = [i for i in summary["layers"].values() if i["kernel_params"] > _CLUSTERED_MAX_VALUES]
+    if big and all(info["unique_weights"] <= _CLUSTERED_MAX_VALUES for info in big):
+        return "clusters"
+    if summary["sparsity"] >= _SPARSE_ENOUGH:
+        return "sparsity"
+    return "none"
+
+
+def _scheme(preserve: str) -> Any:
+    from edgesmith.zoo.tfkeras import tfmot
+
+    quantization = tfmot().quantization.keras
+    if preserve == "sparsity":
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+            default_8bit_prune_preserve_quantize_scheme as pqat,
+        )
+
+        return pqat.Default8BitPrunePreserveQuantizeScheme()
+    if preserve == "clusters":
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+            default_8bit_cluster_preserve_quantize_scheme as cqat,
+        )
+
+        return cqat.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
+    return quantization.default_8bit.Default8BitQuantizeScheme()
+
+
+def _keep_token_ids_exact(qat_model: Any) -> None:
+    """Token ids feeding an Embedding must not be fake-quantized (ids above 127 would clip).
+
+    tfmot inserts a QuantizeLayer after every model input; the one in front of an
+    Embedding is turned into a pass-through (its range variables are dropped so the
+    saved model loads back with the same weights).
+    """
+    for layer in qat_model.layers:
+        if type(layer).__name__ != "QuantizeLayer" or layer.quantizer is None:
+            continue
+        consumers = [node.outbound_layer for node in layer._outbound_nodes]
+        if any(layer_class(c) == "Embedding" for c in consumers):
+            drop = {id(v) for v in getattr(layer, "quantizer_vars", {}).values()}
+            layer.quantizer = None
+            layer.quantizer_vars = {}
+            layer._non_trainable_weights = [
+                w for w in layer._non_trainable_weights if id(w) not in drop
+            ]
+
+
+def calibrate_ranges(qat_model: Any, float_model: Any, x: np.ndarray, batch_size: int) -> None:
+    """Set every quantizer range from data instead of tfmot's initial [-6, 6].
+
+    Weight ranges: one training-mode pass (tfmot's LastValue quantizers read the
+    weights). Activation and output ranges: the mean over batches of each batch's
+    min and max of the float model's matching layer output (what tfmot's moving average
+    converges to), the input range from the inputs themselves.
+    """
+    from edgesmith.compress.wrapping import copy_model
+    from edgesmith.zoo.tfkeras import keras
+
+    if len(x) == 0:
+        return
+    # A fresh copy: layers of a stripped model belong to several graphs, so their
+    # ``.output`` may not be this model's.
+    float_model = copy_model(float_model)
+    qat_model(x[:batch_size], training=True)
+    targets: dict[str, list[tuple[Any, Any]]] = {}
+    for layer in qat_model.layers:
+        pairs = _range_variables(layer)
+        if not pairs:
+            continue
+        key = "__input__" if type(layer).__name__ == "QuantizeLayer" else inner_layer(layer).name
+        targets.setdefault(key, []).extend(pairs)
+    float_names = {layer.name for layer in float_model.layers}
+    names = [n for n in targets if n in float_names]
+    probe = keras().Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    lows: dict[str, list[float]] = {n: [] for n in [*names, "__input__"]}
+    highs: dict[str, list[float]] = {n: [] for n in [*names, "__input__"]}
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        outputs = probe(batch, training=False) if names else []
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for name, value in [*zip(names, outputs, strict=True), ("__input__", batch)]:
+            value = np.asarray(value)
+            lows[name].append(float(value.min()))
+            highs[name].append(float(value.max()))
+    for name, pairs in targets.items():
+        if not lows.get(name):
+            continue
+        low, high = min(float(np.mean(lows[name])), 0.0), max(float(np.mean(highs[name])), 0.0)
+        if high - low < 1e-6:
+            continue
+        for min_var, max_var in pairs:
+            min_var.assign(np.full(min_var.shape, low, dtype=min_var.dtype.as_numpy_dtype))
+            max_var.assign(np.full(max_var.shape, high, dtype=max_var.dtype.as_numpy_dtype))
+
+
+def _range_variables(layer: Any) -> list[tuple[Any, Any]]:
+    """(min, max) variable pairs of activation/output/input quantizers in ``layer``."""
+    by_name = {}
+    for variable in layer.weights:
+        short = variable.name.split("/")[-1].split(":")[0]
+        by_name[short] = variable
+    pairs = []
+    for short, variable in by_name.items():
+        if not short.endswith("_min"):
+            continue
+        stem = short[: -len("_min")]
+        is_activation = stem in ("post_activation", "output") or (
+            type(layer).__name__ == "QuantizeLayer"
+        )
+        if is_activation and f"{stem}_max" in by_name:
+            pairs.append((variable, by_name[f"{stem}_max"]))
+    return pairs
+
+
+def _projection_callback(k: Any, qat_model: Any, preserve: str, *, only_own_configs: bool) -> Any:
+    """After each batch, put back the zeros (and cluster values) the kernels started with."""
+    tracked = []
+    for layer in model_layers(qat_model):
+        config = getattr(layer, "quantize_config", None)
+        if only_own_configs and type(config).__name__ != "EdgesmithQuantizeConfig":
+            continue
+        for _name, variable in kernels(layer):
+            values = np.asarray(variable.numpy())
+            zero_mask = (values != 0).astype(values.dtype)
+            centroids = np.unique(values) if preserve == "clusters" else None
+            tracked.append((variable, zero_mask, centroids))
+
+    class Projection(k.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            for variable, mask, centroids in tracked:
+                values = np.asarray(variable.numpy()) * mask
+                if centroids is not None:
+                    values = _snap(values, centroids)
+                variable.assign(values)
+
+    return Projection()
+
+
+def _snap(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each value replaced by its nearest centroid (``centroids`` sorted ascending)."""
+    flat = values.reshape(-1)
+    index = np.clip(np.searchsorted(centroids, flat), 1, len(centroids) - 1)
+    left, right = centroids[index - 1], centroids[index]
+    nearest = np.where(np.abs(flat - left) <= np.abs(right - flat), left, right)
+    return nearest.reshape(values.shape).astype(values.dtype)
+
+
+def _accuracy(model: Any, data: DatasetSplits) -> float:
+    from edgesmith.zoo.train import evaluate_model
+
+    return float(evaluate_model(model, data, "val")["accuracy"])

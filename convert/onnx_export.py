@@ -1,0 +1,262 @@
+"""Keras -> ONNX with tf2onnx, then ONNX Runtime quantization (dynamic, static QDQ int8) or
+fp16 with onnxconverter-common; ``onnx.checker`` validates every file written.
+
+Example:
+    >>> from edgesmith.convert.onnx_export import to_onnx  # doctest: +SKIP
+    >>> result = to_onnx(model, ConversionConfig(format="onnx", quant="int8"), x_calibration=x)  # doctest: +SKIP
+    >>> result.strategy["quantizer"]  # doctest: +SKIP
+    'onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, int8 activations)'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.convert.config import ConversionConfig
+from edgesmith.convert.tflite import converter_message, pick_samples, quiet_stderr
+from edgesmith.errors import ConfigError, EdgesmithError, ModelFileError
+
+
+@dataclass
+class OnnxResult:
+    """The serialized ONNX model and how it was made."""
+
+    content: bytes
+    strategy: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def to_onnx(
+    model: Any,
+    family: str,
+    config: ConversionConfig,
+    *,
+    x_calibration: np.ndarray | None = None,
+) -> OnnxResult:
+    """Export ``model`` with an explicit input signature and quantize it per ``config``."""
+    _require("onnx", "tf2onnx")
+    import onnx
+
+    from edgesmith.convert.tflite import export_model
+
+    if config.needs_calibration and x_calibration is None:
+        raise ConfigError(
+            f"--format onnx --quant {config.quant} without calibration data",
+            expected="real input samples for static quantization",
+            fix="convert a zoo model or model folder (its training split is used), or pass "
+            "--calibration FILE.npz with an 'x' array",
+        )
+    model, strategy, notes = export_model(model, family, config)
+    strategy.update(exporter="tf2onnx.convert.from_keras", opset=config.opset)
+    proto = _export(model, config)
+    _check(proto, "tf2onnx export")
+    with tempfile.TemporaryDirectory(prefix="edgesmith-onnx-") as tmp:
+        work = Path(tmp)
+        float_path = work / "float.onnx"
+        onnx.save(proto, float_path)
+        if config.quant == "none":
+            out = float_path
+        elif config.quant == "fp16":
+            out = _fp16(float_path, work, strategy)
+        elif config.quant == "dynamic":
+            with _quiet_logging():
+                out = _dynamic(float_path, work, strategy, notes)
+        else:
+            assert x_calibration is not None
+            x_cal = pick_samples(x_calibration, config.calibration_samples, config.seed)
+            with _quiet_logging():
+                out = _static_int8(float_path, work, x_cal, config, strategy)
+            strategy["calibration"] = {"method": "min/max (QDQ)", "samples": len(x_cal)}
+        final = compact_names(onnx.load(out))
+        _check(final, f"--quant {config.quant}")
+        return OnnxResult(final.SerializeToString(), strategy, notes)
+
+
+def compact_names(proto: Any) -> Any:
+    """Short node and tensor names, keeping the graph's input and output names.
+
+    tf2onnx names every tensor after its Keras scope and QDQ quantization adds three names
+    per quantized tensor; in a small int8 model those strings outweigh the int8 weights
+    (transformer-digits: 239 kB with names, mostly text). Only debugging labels change.
+    """
+    graph = proto.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    mapping: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in mapping:
+            mapping[name] = f"t{len(mapping)}"
+        return mapping[name]
+
+    for init in graph.initializer:
+        init.name = rename(init.name)
+        init.doc_string = ""
+    for index, node in enumerate(graph.node):
+        node.name = f"n{index}"
+        node.doc_string = ""
+        node.input[:] = [rename(name) for name in node.input]
+        node.output[:] = [rename(name) for name in node.output]
+    for info in graph.value_info:
+        info.name = rename(info.name)
+    graph.doc_string = ""
+    return proto
+
+
+def _export(model: Any, config: ConversionConfig) -> Any:
+    import tf2onnx
+
+    from edgesmith.zoo.tfkeras import tf
+
+    t = tf()
+    spec = t.TensorSpec(
+        [config.batch_size, *model.input_shape[1:]], model.inputs[0].dtype, name="input"
+    )
+    with quiet_stderr() as log:
+        try:
+            proto, _ = tf2onnx.convert.from_keras(
+                model, input_signature=[spec], opset=config.opset, output_path=None
+            )
+        except Exception as exc:
+            raise ModelFileError(
+                f"{model.name}: tf2onnx could not export the model at opset {config.opset}: "
+                f"{converter_message(str(exc), log.read())}",
+                expected="a Keras model whose ops tf2onnx supports",
+                fix="try another --opset (17 is the default), or --format tflite",
+            ) from None
+    return proto
+
+
+def _check(proto: Any, stage: str) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelFileError(
+            f"the ONNX model after {stage} fails onnx.checker: {str(exc).splitlines()[0]}",
+            expected="a valid ONNX model",
+            fix="report this with the model; try another --opset or --quant mode",
+        ) from None
+
+
+def _fp16(src: Path, work: Path, strategy: dict[str, Any]) -> Path:
+    _require("onnxconverter_common")
+    import onnx
+    from onnxconverter_common import float16
+
+    # Inputs and outputs stay float32 so callers feed the same arrays as for float32.
+    model16 = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
+    out = work / "fp16.onnx"
+    onnx.save(model16, out)
+    strategy["quantizer"] = "onnxconverter_common.float16 (float32 inputs/outputs kept)"
+    return out
+
+
+def _dynamic(src: Path, work: Path, strategy: dict[str, Any], notes: list[str]) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = work / "prepared.onnx"
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    out = work / "dynamic.onnx"
+    # ORT's CPU kernels have no ConvInteger for int8 weights, so convolutions keep float
+    # weights and the dynamic mode quantizes the matrix products (Dense, LSTM, attention).
+    quantize_dynamic(
+        prepared,
+        out,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm", "LSTM", "GRU", "Attention"],
+    )
+    strategy["quantizer"] = "onnxruntime.quantization.quantize_dynamic (int8 MatMul/Gemm/LSTM)"
+    if _has_op(src, "Conv"):
+        notes.append(
+            "ONNX dynamic: Conv weights stay float32 (ONNX Runtime's CPU ConvInteger has no "
+            "int8-weight kernel); use --quant int8 for quantized convolutions"
+        )
+    return out
+
+
+def _static_int8(
+    src: Path, work: Path, x_cal: np.ndarray, config: ConversionConfig, strategy: dict[str, Any]
+) -> Path:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = work / "prepared.onnx"
+    # Shapes are static (fixed batch), so ONNX's own shape inference is enough.
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    step = config.batch_size or 1
+    dtype = np.int32 if np.issubdtype(x_cal.dtype, np.integer) else np.float32
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator[np.ndarray] = (
+                x_cal[i : i + step].astype(dtype) for i in range(0, len(x_cal) - step + 1, step)
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"input": batch}
+
+    out = work / "int8.onnx"
+    quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=config.per_channel,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    channel = "per-channel" if config.per_channel else "per-tensor"
+    strategy["quantizer"] = (
+        f"onnxruntime.quantization.quantize_static (QDQ, {channel} int8 weights, int8 activations)"
+    )
+    return out
+
+
+def _has_op(path: Path, op_type: str) -> bool:
+    import onnx
+
+    return any(node.op_type == op_type for node in onnx.load(path).graph.node)
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs advice through the root logger; keep the CLI clean."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _require(*modules: str) -> None:
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise EdgesmithError(
+                f"{module} is not installed ({exc})",
+                expected="the ONNX side of edgesmith",
+                fix="install it with: pip install 'edgesmith[full]'",
+            ) from None

@@ -1,0 +1,82 @@
+"""Run a converted file next to its Keras reference and decide whether it still agrees.
+
+Converted files run through the TF-free runtime (``edgesmith.runtime.runners``), the same
+code that benchmarks them on a board, so a conversion is checked the way it will be used.
+
+Example:
+    >>> import numpy as np
+    >>> ref = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> report = compare(ref, ref + 0.01, Tolerance(0.05, 0.99, 0.02))
+    >>> report["ok"], report["top1_agreement"]
+    (True, 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.convert.config import Tolerance
+from edgesmith.errors import EdgesmithError
+
+
+class ParityError(EdgesmithError):
+    """A converted model disagrees with its Keras reference beyond the mode's tolerance."""
+
+    exit_code = 3
+
+
+def predict_file(
+    path: str | os.PathLike[str], x: np.ndarray, *, xnnpack: bool = True
+) -> np.ndarray:
+    """Float32 outputs of the .tflite/.onnx file at ``path`` for samples ``x``.
+
+    Quantized inputs and outputs are (de)quantized by the runner with the file's own
+    scale and zero point, so results compare directly with the Keras model's.
+    ``xnnpack=False`` runs a .tflite on LiteRT's builtin kernels (sparse weights).
+    """
+    from edgesmith.runtime.runners import open_runner
+
+    options = {} if xnnpack or Path(path).suffix != ".tflite" else {"xnnpack": False}
+    with open_runner(path, backend="auto", **options) as runner:
+        return np.asarray(runner.predict(x), dtype=np.float32)
+
+
+def compare(reference: np.ndarray, converted: np.ndarray, tolerance: Tolerance) -> dict[str, Any]:
+    """Max abs difference and top-1 agreement of two output arrays, judged by ``tolerance``.
+
+    Returns the JSON-able ``parity`` part of the record, with one message per output
+    that fails (``messages``) and ``ok``.
+    """
+    reference = np.asarray(reference, dtype=np.float32)
+    converted = np.asarray(converted, dtype=np.float32).reshape(reference.shape)
+    diff = float(np.max(np.abs(reference - converted))) if reference.size else 0.0
+    agree = float(np.mean(np.argmax(reference, -1) == np.argmax(converted, -1)))
+    messages = []
+    if not np.all(np.isfinite(converted)):
+        messages.append("output 0: non-finite values (NaN or inf) in the converted outputs")
+    if tolerance.max_abs_diff is not None and diff > tolerance.max_abs_diff:
+        messages.append(
+            f"output 0: max abs difference {diff:.4g} > tolerance {tolerance.max_abs_diff:g}"
+        )
+    mean = float(np.mean(np.abs(reference - converted))) if reference.size else 0.0
+    if mean > tolerance.max_mean_abs_diff:
+        messages.append(
+            f"output 0: mean abs difference {mean:.4g} > tolerance {tolerance.max_mean_abs_diff:g}"
+        )
+    if agree < tolerance.min_top1_agreement:
+        messages.append(
+            f"output 0: top-1 agreement {agree:.2%} < required {tolerance.min_top1_agreement:.2%}"
+        )
+    return {
+        "max_abs_diff": diff,
+        "mean_abs_diff": mean,
+        "top1_agreement": agree,
+        "samples": len(reference),
+        "tolerance": tolerance.to_dict(),
+        "ok": not messages,
+        "messages": messages,
+    }

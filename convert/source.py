@@ -1,0 +1,240 @@
+"""What a conversion starts from: a zoo name, a model folder (zoo or ``compress`` output), or a
+bare Keras model file, plus the data that calibrates and checks it.
+
+Example:
+    >>> from edgesmith.convert.source import load_source
+    >>> src = load_source("cnn-digits", store="/tmp/conv-store")  # doctest: +SKIP
+    >>> src.family, src.data.x_test.shape  # doctest: +SKIP
+    ('cnn', (270, 8, 8, 1))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.errors import ConfigError, DataError, ModelFileError
+from edgesmith.records import ModelCard
+
+
+@dataclass
+class Source:
+    """A Keras model ready to convert, with whatever is known about it."""
+
+    model: Any
+    name: str
+    family: str
+    path: Path | None
+    card: ModelCard | None = None
+    card_extra: dict[str, Any] = field(default_factory=dict)
+    x_calibration: np.ndarray | None = None
+    x_eval: np.ndarray | None = None
+    y_eval: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    eval_source: str = ""
+    calibration_source: str = ""
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_qat(self) -> bool:
+        """Whether the model carries quantization-aware-training wrappers (learned ranges)."""
+        return any("Quantize" in type(layer).__name__ for layer in _all_layers(self.model))
+
+
+def load_source(
+    model: str | os.PathLike[str],
+    *,
+    store: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | None = None,
+    eval_file: str | os.PathLike[str] | None = None,
+) -> Source:
+    """Load ``model`` (zoo name, model folder or Keras file) and its calibration/eval data.
+
+    A zoo model or model folder brings its data set (train split for calibration, test
+    split for accuracy and parity, with the stored preprocessing). A bare Keras file has
+    none: ``calibration`` (an .npz with ``x``) and ``eval_file`` (an .npz with ``x`` and
+    ``y``, as ``edgesmith zoo export-eval`` writes) supply it. Pruning wrappers are
+    stripped on load.
+    """
+    path = Path(model)
+    if path.is_file() or (path.is_dir() and not (path / "card.json").is_file()):
+        source = _load_keras_file(path)
+    else:
+        source = _load_folder(model, store=store, data_dir=data_dir)
+    if calibration is not None:
+        source.x_calibration = _read_npz(calibration, "x")["x"]
+        source.calibration_source = str(calibration)
+    if eval_file is not None:
+        arrays = _read_npz(eval_file, "x")
+        source.x_eval, source.y_eval = arrays["x"], arrays.get("y")
+        source.eval_source = str(eval_file)
+    source.model = _strip_pruning(source.model, source.notes)
+    _check_input_shape(source, source.x_calibration, "--calibration")
+    _check_input_shape(source, source.x_eval, "--eval")
+    return source
+
+
+def _load_folder(
+    model: str | os.PathLike[str],
+    *,
+    store: str | os.PathLike[str] | None,
+    data_dir: str | os.PathLike[str] | None,
+) -> Source:
+    from edgesmith.fileio import read_json
+    from edgesmith.zoo.evaluate import data_for, open_model
+
+    with _tfmot_scopes():
+        stored = open_model(model, store=store)
+    card = stored.card
+    extra = read_json(stored.path / "card.json")
+    source = Source(
+        model=stored.model,
+        name=card.name,
+        family=card.family,
+        path=stored.path,
+        card=card,
+        card_extra={k: v for k, v in extra.items() if k not in card.to_dict()},
+        steps=_lineage(stored.path, extra),
+    )
+    data = data_for(stored, data_dir=data_dir)
+    dtype = np.int32 if card.layout == "tokens" else np.float32
+    source.x_calibration = data.x_train.astype(dtype)
+    source.calibration_source = f"{card.dataset} train split ({data.source})"
+    source.x_eval, source.y_eval = data.x_test.astype(dtype), data.y_test
+    source.eval_source = f"{card.dataset} test split ({data.source})"
+    source.class_names = tuple(data.class_names)
+    return source
+
+
+def _load_keras_file(path: Path) -> Source:
+    from edgesmith.zoo.store import load_keras_model
+
+    if not path.exists():
+        raise ModelFileError(
+            f"{path}: not found",
+            expected="a zoo model name, a model folder, or a Keras .keras/.h5 file or SavedModel",
+            fix="see `edgesmith zoo list` for zoo names",
+        )
+    with _tfmot_scopes():
+        model = load_keras_model(path)
+    family = detect_family(model)
+    return Source(
+        model=model,
+        name=path.stem if path.is_file() else path.name,
+        family=family,
+        path=path,
+        notes=[f"bare Keras model: family {family!r} detected from its layers"],
+    )
+
+
+def detect_family(model: Any) -> str:
+    """``lstm``, ``transformer`` or ``cnn`` from the layers a model contains."""
+    names = {type(layer).__name__ for layer in _all_layers(model)}
+    inner = {
+        type(getattr(layer, "layer", None)).__name__
+        for layer in _all_layers(model)
+        if hasattr(layer, "layer")
+    }
+    names |= inner
+    if names & {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}:
+        return "lstm"
+    if names & {"AttentionCore", "MultiHeadAttention"}:
+        return "transformer"
+    return "cnn"
+
+
+def _all_layers(model: Any) -> list[Any]:
+    layers = []
+    for layer in getattr(model, "layers", []):
+        layers.append(layer)
+        if hasattr(layer, "layers"):
+            layers.extend(_all_layers(layer))
+    return layers
+
+
+def _lineage(folder: Path, card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps that made a model: ``compress`` records them in its card or a side file."""
+    from edgesmith.fileio import read_json
+
+    for key in ("steps", "lineage"):
+        if isinstance(card.get(key), list):
+            return list(card[key])
+    for name in ("steps.json", "lineage.json", "recipe.json", "record.json"):
+        if (folder / name).is_file():
+            data = read_json(folder / name)
+            if isinstance(data, list):
+                return data
+            if isinstance(data, dict):
+                steps = data.get("steps") or data.get("lineage")
+                return list(steps) if isinstance(steps, list) else [data]
+    return [{"step": "train", "model": card.get("name"), "command": card.get("command", "")}]
+
+
+class _tfmot_scopes:
+    """Custom-object scopes so QAT- and pruning-wrapped models load (compress outputs)."""
+
+    def __enter__(self) -> None:
+        from edgesmith.zoo.tfkeras import tfmot
+
+        mot = tfmot()
+        self._scopes = [mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope()]
+        for scope in self._scopes:
+            scope.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        for scope in reversed(self._scopes):
+            scope.__exit__(*exc)
+
+
+def _strip_pruning(model: Any, notes: list[str]) -> Any:
+    if not any(type(layer).__name__ == "PruneLowMagnitude" for layer in _all_layers(model)):
+        return model
+    from edgesmith.zoo.tfkeras import tfmot
+
+    notes.append("pruning wrappers stripped (tfmot strip_pruning) before conversion")
+    return tfmot().sparsity.keras.strip_pruning(model)
+
+
+def _read_npz(path: str | os.PathLike[str], *required: str) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found", expected="an .npz file with an 'x' array") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{path}: not a readable .npz ({exc})",
+            expected="an .npz file with an 'x' array",
+            fix="write one with numpy.savez(path, x=inputs) or `edgesmith zoo export-eval`",
+        ) from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise DataError(
+            f"{path}: no {', '.join(missing)} array (has {', '.join(arrays) or 'nothing'})",
+            expected="an .npz with 'x' (inputs as the model takes them) and, for --eval, 'y'",
+        )
+    return arrays
+
+
+def _check_input_shape(source: Source, x: np.ndarray | None, option: str) -> None:
+    if x is None:
+        return
+    expected = tuple(source.model.input_shape[1:])
+    got = tuple(x.shape[1:])
+    if len(expected) != len(got) or any(
+        e not in (None, g) for e, g in zip(expected, got, strict=True)
+    ):
+        raise ConfigError(
+            f"{option}: samples of shape {got}",
+            expected=f"samples of shape {expected} (the model's input without the batch axis)",
+            fix="export them with `edgesmith zoo export-eval` for the same model",
+        )
+    if len(x) == 0:
+        raise DataError(f"{option}: no samples", expected="at least one sample in 'x'")

@@ -1,0 +1,101 @@
+"""``edgesmith compress``: run a recipe of pruning, QAT, distillation and clustering steps."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgesmith.commands import data_dir_option, examples, pct, store_option
+
+RECIPE_HELP = """\
+recipe syntax:
+  steps joined by '+', each 'name' or 'name:key=value,key=value'
+  (or a .json/.yaml file; recipe.json in an output folder is one):
+    prune    sparsity, schedule=constant|poly, initial_sparsity, structure=unstructured|2:4,
+             ramp_end, frequency, epochs, learning_rate, batch_size, keep_best, exclude
+    qat      epochs, learning_rate, batch_size, preserve=auto|none|sparsity|clusters,
+             calibration_samples, keep_best, exclude
+    distill  student=ZOO_NAME, width, depth, temperature, alpha, epochs, learning_rate,
+             batch_size, baseline=true|false, keep_best
+    cluster  clusters, init=kmeans++|linear|density|random, preserve_sparsity, epochs,
+             learning_rate, batch_size, keep_best, exclude
+  exclude= is a regex searched in layer names; matching layers are left out of the step.
+  qat must be the last step.
+"""
+
+
+def register(commands: Any) -> None:
+    sub = commands.add_parser(
+        "compress",
+        help="prune, quantization-aware train, distill or cluster a model",
+        description="Compress a zoo model (or a model folder) with a recipe of steps and "
+        "write the result with the zoo store's layout (model.keras, card.json, "
+        "preprocessing.json) plus recipe.json. card.json holds the test accuracy, the "
+        "measured sparsity, parameters, distinct weight values, each step's record and "
+        "the parent's card.",
+        epilog=RECIPE_HELP
+        + "\n"
+        + examples(
+            "edgesmith compress cnn-digits --recipe prune:sparsity=0.8,schedule=poly "
+            "--out out/cnn-pruned",
+            "edgesmith compress lstm-kws --data-dir ../shared/data "
+            "--recipe prune:sparsity=0.5+qat:epochs=2 --out out/lstm-qat",
+            "edgesmith compress transformer-kws --data-dir ../shared/data "
+            "--recipe distill:student=dscnn-kws,width=0.5 --out out/kws-student",
+            "edgesmith compress cnn-mnist --recipe recipe.yaml --out out/mnist --logdir tb/",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("model", metavar="MODEL", help="zoo model name, model folder or model file")
+    sub.add_argument(
+        "--recipe",
+        required=True,
+        metavar="RECIPE",
+        help="one-line recipe (see below) or a .json/.yaml recipe file",
+    )
+    data_dir_option(sub)
+    sub.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced)")
+    store_option(sub)
+    sub.add_argument("--logdir", metavar="DIR", help="also write TensorBoard logs under DIR")
+    sub.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sub.set_defaults(handler=_compress)
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from edgesmith.compress.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)  # a bad recipe fails before TensorFlow loads
+    from edgesmith.compress.pipeline import compress_model
+    from edgesmith.console import out, table
+
+    card = compress_model(
+        args.model,
+        recipe,
+        out=args.out,
+        data_dir=args.data_dir,
+        store=args.store,
+        logdir=args.logdir,
+        seed=args.seed,
+    )
+    rows = [
+        [
+            "(parent)",
+            card.parent.get("name"),
+            pct(card.parent.get("accuracy")),
+            "-",
+            card.parent.get("params"),
+        ]
+    ]
+    for step in card.steps:
+        rows.append(
+            [
+                step["step"],
+                step["config"].get("student") or "",
+                pct(step["accuracy"]),
+                f"{step['sparsity']:.3f}",
+                step["params"],
+            ]
+        )
+    columns = ["step", "student", "accuracy", "sparsity", "params"]
+    out.print(table(f"{card.name} -> {args.out} (test split)", columns, rows))
+    return 0

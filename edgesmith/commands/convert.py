@@ -1,0 +1,182 @@
+"""``edgesmith convert`` and ``edgesmith analyze``: export with parity checks, target analysis."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgesmith.commands import command, data_dir_option, emit_json, pct, store_option
+
+
+def register(commands: Any) -> None:
+    sub = command(
+        commands,
+        "convert",
+        _convert,
+        "convert a model to .tflite or .onnx, checked against its Keras reference",
+        "Convert a zoo model, a model folder (zoo or `edgesmith compress` output) or a Keras "
+        "model file to TFLite (LiteRT) or ONNX. Every conversion runs the converted file on "
+        "real test samples next to the Keras model and fails (exit 3, nothing written) "
+        "past the mode's tolerance. A JSON record (sizes, parity, accuracy, lineage, "
+        "versions) is written beside the file. LSTMs are exported with a fixed batch-1 "
+        "signature and unrolled (stateless) by default.",
+        "edgesmith convert cnn-digits --format tflite --quant int8 --out cnn-digits.tflite",
+        "edgesmith convert lstm-kws --format tflite --quant int8 --data-dir ../shared/data "
+        "--out lstm-kws-int8.tflite",
+        "edgesmith convert transformer-digits --format onnx --quant int8 --out t.onnx --json t.json",
+        "edgesmith convert model.keras --format tflite --quant int8 --calibration train.npz "
+        "--eval test.npz --out model.tflite",
+    )
+    sub.add_argument("model", metavar="MODEL", help="zoo name, model folder or Keras model file")
+    sub.add_argument("--format", required=True, choices=("tflite", "onnx"))
+    sub.add_argument(
+        "--quant",
+        default="none",
+        choices=("none", "fp16", "dynamic", "int8", "int16x8"),
+        help="none (float32), fp16, dynamic (int8 weights), int8 (full integer, int8 in/out), "
+        "int16x8 (16-bit activations; tflite only). Default: none",
+    )
+    sub.add_argument("--out", required=True, metavar="FILE", help="the .tflite/.onnx to write")
+    sub.add_argument("--json", metavar="OUT", help="where to write the record (default FILE.json)")
+    data_dir_option(sub)
+    store_option(sub)
+    sub.add_argument(
+        "--calibration",
+        metavar="FILE.npz",
+        help="calibration inputs (array x) for a bare Keras file; zoo models use their "
+        "training split",
+    )
+    sub.add_argument(
+        "--eval",
+        metavar="FILE.npz",
+        help="evaluation inputs and labels (x, y) for a bare Keras file, as written by "
+        "`edgesmith zoo export-eval`",
+    )
+    sub.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=200,
+        metavar="N",
+        help="training samples that calibrate int8/int16x8 (default: 200)",
+    )
+    sub.add_argument(
+        "--eval-samples",
+        type=int,
+        metavar="N",
+        help="test samples for parity and accuracy (default: the whole test split)",
+    )
+    sub.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    sub.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="export a dynamic batch instead of the fixed batch of 1",
+    )
+    sub.add_argument(
+        "--lstm",
+        default="unroll",
+        choices=("unroll", "fused"),
+        help="unroll (default: stateless graph) or fused (TFLite's stateful sequence-LSTM op)",
+    )
+    sub.add_argument(
+        "--sparse",
+        action="store_true",
+        help="store pruned weights in TFLite's sparse format and record the size difference",
+    )
+    sub.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="ONNX int8: one weight scale per tensor instead of per channel",
+    )
+    sub.add_argument("--max-abs-diff", type=float, help="override the mode's parity tolerance")
+    sub.add_argument(
+        "--min-top1-agreement", type=float, help="override the mode's top-1 agreement bound"
+    )
+    sub.add_argument(
+        "--max-mean-abs-diff", type=float, help="override the mode's mean-difference bound"
+    )
+    sub.add_argument("--seed", type=int, default=0, help="picks the calibration samples")
+
+    sub = command(
+        commands,
+        "analyze",
+        _analyze,
+        "predict which ops of a .tflite run on an Edge TPU or a GPU delegate",
+        "Analyze a .tflite file offline against a target. edgetpu: Coral's requirements "
+        "(int8/uint8 tensors, static shapes, at most 3 dimensions larger than 1, per-op "
+        "limits); the compiler maps ops up to the first unsupported one and runs the rest "
+        "on the CPU, so the report gives the first fallback op, the share of ops and MACs "
+        "on the TPU and parameter bytes against the 8 MB on-chip cache (and the log of "
+        "edgetpu_compiler when it is on PATH). gpu: LiteRT's GPU delegate op list and "
+        "model analyzer; the ops that would fall back to the CPU.",
+        "edgesmith analyze cnn-digits-int8.tflite --target edgetpu",
+        "edgesmith analyze transformer.tflite --target gpu --json gpu.json",
+    )
+    sub.add_argument("file", metavar="FILE", help="a .tflite file")
+    sub.add_argument("--target", required=True, choices=("edgetpu", "gpu"))
+    sub.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from edgesmith.console import err
+    from edgesmith.convert.config import ConversionConfig
+
+    config = ConversionConfig(
+        format=args.format,
+        quant=args.quant,
+        calibration_samples=args.calibration_samples,
+        eval_samples=args.eval_samples,
+        opset=args.opset,
+        batch_size=None if args.dynamic_batch else 1,
+        lstm=args.lstm,
+        sparse=args.sparse,
+        per_channel=not args.per_tensor,
+        max_abs_diff=args.max_abs_diff,
+        min_top1_agreement=args.min_top1_agreement,
+        max_mean_abs_diff=args.max_mean_abs_diff,
+        seed=args.seed,
+    )  # validated before TensorFlow loads: impossible requests fail in milliseconds
+    from edgesmith.convert.pipeline import convert_model
+
+    result = convert_model(
+        args.model,
+        out=args.out,
+        config=config,
+        store=args.store,
+        data_dir=args.data_dir,
+        calibration=args.calibration,
+        eval_file=args.eval,
+        json_out=args.json,
+    )
+    record = result.record
+    parity = record.parity or {}
+    for note in record.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    err.print(
+        f"{record.model} -> {args.out} ({record.format}/{record.quant}): "
+        f"{record.size_bytes:,} bytes ({record.gzip_bytes:,} deflated), "
+        f"accuracy {pct(record.accuracy) or 'not measured'} "
+        f"(Keras {pct(result.extra['reference']['accuracy']) or '-'}), "
+        f"parity max |diff| {parity.get('max_abs_diff', 0):.3g}, "
+        f"top-1 agreement {pct(parity.get('top1_agreement'))} on {parity.get('samples')} samples; "
+        f"record: {result.json_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from edgesmith.convert.analyze import analyze
+
+    report = analyze(args.file, args.target)
+    emit_json(report, args.json)
+    from edgesmith.console import err
+
+    first = report["first_fallback_op"]
+    where = "no CPU fallback" if first is None else f"first CPU op #{first['index']} {first['op']}"
+    err.print(
+        f"{args.target}: {report['mapped_op_fraction']:.0%} of {report['op_count']} ops map "
+        f"({where})",
+        highlight=False,
+    )
+    return 0

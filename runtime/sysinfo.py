@@ -1,0 +1,93 @@
+"""What a benchmark ran on (machine, CPU, libraries) and how much memory the process holds. TF-free.
+
+Memory comes from the kernel, not from a package: ``/proc/self/status`` (VmRSS, VmHWM) on
+Linux and ``resource.getrusage`` (ru_maxrss) elsewhere. Values are in MiB (2**20 bytes).
+
+Example:
+    >>> rss_mb() > 0 and peak_rss_mb() >= rss_mb() - 1  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from functools import lru_cache
+from typing import Any
+
+from edgesmith.records import library_versions
+
+RUNTIME_PACKAGES = ("edgesmith", "numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime")
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process now (None where the OS does not say)."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else round(kb / 1024, 2)
+
+
+def peak_rss_mb() -> float:
+    """The most resident memory this process has held since it started (its own image).
+
+    Linux's VmHWM is per process image. ``ru_maxrss`` is only the fallback: it survives
+    ``exec``, so in a child started by a large parent it reports the parent's size.
+    """
+    hwm = _status_kb("VmHWM")
+    if hwm is not None:
+        return round(hwm / 1024, 2)
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    return round(maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024, 2)
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (or the board's, on a Raspberry Pi), as the OS reports it."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+    except OSError:
+        pass
+    for key in ("model name", "hardware", "model", "cpu model", "processor"):
+        value = fields.get(key, "")
+        if value and not value.isdigit():
+            return value
+    return platform.processor() or platform.machine()
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def environment(**extra: Any) -> dict[str, Any]:
+    """The machine, CPU, OS and library versions, plus ``extra`` sections."""
+    return {
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": library_versions(*RUNTIME_PACKAGES),
+        **extra,
+    }

@@ -1,0 +1,145 @@
+"""QAT on every family: fake-quant ops inside, full-int8 TFLite out, accuracy kept, saved and loaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgesmith.compress import prune, qat
+from edgesmith.compress.int8 import int8_report, tflite_predict, to_int8_tflite
+from edgesmith.compress.measure import weight_summary
+from edgesmith.errors import ConfigError
+from edgesmith.metrics import accuracy
+from tests.compress.conftest import FAMILIES, custom_layer_model
+
+# Layers tfmot's default scheme refuses and edgesmith's quantize configs cover.
+OWN_CONFIGS = {
+    "cnn": set(),
+    "lstm": {"lstm0"},
+    "transformer": {"positions", "block0_ln1", "block0_attention", "final_ln"},
+}
+
+
+def _fake_quant_ops(model):
+    from edgesmith.zoo.tfkeras import tf
+
+    t = tf()
+    spec = t.TensorSpec([1, *model.input_shape[1:]], t.float32)
+    graph = t.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    ops = list(graph.get_operations())
+    for function in graph._functions.values():  # ops inside nested functions (the LSTM's)
+        ops.extend(function.graph.get_operations() if hasattr(function, "graph") else [])
+    return [op for op in ops if op.type.startswith("FakeQuantWithMinMaxVars")]
+
+
+@pytest.fixture(scope="module")
+def qat_results(tiny):
+    return {f: qat.run(tiny[f].model, tiny[f].data, qat.QATConfig(epochs=1)) for f in FAMILIES}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_qat_model_holds_fake_quant_ops(family, qat_results):
+    result = qat_results[family]
+    model = result["model"]
+    wrapped = {
+        layer.layer.name: type(layer.quantize_config).__name__
+        for layer in model.layers
+        if type(layer).__name__ == "QuantizeWrapperV2"
+    }
+    assert "logits" in wrapped
+    for name in OWN_CONFIGS[family]:
+        assert wrapped.get(name) == "EdgesmithQuantizeConfig", name
+    assert len(_fake_quant_ops(model)) >= 3
+    assert result["history"]["loss"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_qat_model_converts_to_full_int8_tflite_and_keeps_its_accuracy(family, tiny, qat_results):
+    case, model = tiny[family], qat_results[family]["model"]
+    blob = to_int8_tflite(model, case.data.x_train)
+    report = int8_report(blob)
+    assert report["input_type"] == "INT8" and report["output_type"] == "INT8"
+    assert report["float_ops"] == []
+    if family == "lstm":  # unrolled: int8 gates, no WHILE loop carrying a float state
+        assert {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL"} <= set(report["ops"])
+        assert "WHILE" not in report["ops"]
+    x, y = case.data.x_test, case.data.y_test
+    keras_accuracy = accuracy(y, model.predict(x, verbose=0))
+    int8_accuracy = accuracy(y, tflite_predict(blob, x))
+    assert int8_accuracy > 0.5  # well above chance (0.1)
+    assert abs(int8_accuracy - keras_accuracy) <= 0.03  # the converter used the learned ranges
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_qat_model_round_trips_through_the_saved_file(family, tiny, qat_results, tmp_path):
+    from edgesmith.zoo.store import load_keras_model
+
+    model = qat_results[family]["model"]
+    path = tmp_path / "model.keras"
+    qat.save_qat_model(model, path)
+    loaded = load_keras_model(path)
+    x = tiny[family].data.x_test[:16]
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-5)
+
+
+def test_token_ids_are_not_quantized(token_tiny):
+    """An Embedding's integer ids pass unquantized; the table itself is fake-quantized."""
+    case = token_tiny
+    result = qat.run(case.model, case.data, qat.QATConfig(epochs=1))
+    model = result["model"]
+    gate = next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
+    assert gate.quantizer is None and len(gate.weights) == 1  # only its step counter
+    embed = model.get_layer("quant_embed")
+    assert embed.quantize_config.get_config()["weights"] == ["embeddings"]
+    x, y = case.data.x_test, case.data.y_test
+    assert accuracy(y, model.predict(x, verbose=0)) > 0.5
+    report = int8_report(to_int8_tflite(model, case.data.x_train))
+    assert report["output_type"] == "INT8"
+    assert set(report["float_ops"]) <= {"CAST"}  # float token ids cast to int32 for GATHER
+
+
+def test_qat_after_pruning_preserves_the_sparsity(tiny):
+    case = tiny["lstm"]  # tfmot's PQAT covers the Dense layer, a projection the LSTM
+    pruned = prune.apply(case.model, case.data, prune.PruneConfig(sparsity=0.6, epochs=1))
+    result = qat.run(pruned, case.data, qat.QATConfig(epochs=1))
+    assert result["preserve"] == "sparsity"
+    assert weight_summary(result["model"])["sparsity"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_qat_after_clustering_keeps_the_clusters(tiny):
+    from edgesmith.compress import cluster
+
+    case = tiny["cnn"]
+    clustered = cluster.run(case.model, case.data, cluster.ClusterConfig(clusters=8, epochs=1))
+    result = qat.run(clustered["model"], case.data, qat.QATConfig(epochs=1))
+    assert result["preserve"] == "clusters"
+    layers = weight_summary(result["model"])["layers"]
+    for name in clustered["plan"]["targets"]:
+        # tfmot's CQAT trains the centroids of each output channel of a convolution.
+        assert layers[name]["unique_weights_per_channel"] <= 8, name
+
+
+def test_calibration_sets_ranges_from_data(tiny):
+    """tfmot starts activation ranges at [-6, 6]; calibration replaces them with measured ones."""
+    case = tiny["cnn"]
+    result = qat.run(case.model, case.data, qat.QATConfig(epochs=0))
+    ranges = {
+        v.name: float(v.numpy())
+        for layer in result["model"].layers
+        for v in layer.weights
+        if v.name.endswith(("post_activation_max:0", "quantize_layer_max:0"))
+    }
+    assert ranges and all(value != 6.0 for value in ranges.values())
+    assert result["calibrated_accuracy"] > 0.5
+
+
+def test_unsupported_custom_layer_fails_with_a_clear_message(tiny):
+    with pytest.raises(ConfigError) as info:
+        qat.apply(custom_layer_model(), tiny["lstm"].data, qat.QATConfig())
+    assert "qat: cannot handle layer(s) 'my_scale' (Scale)" in str(info.value)
+    assert "exclude=" in str(info.value)
+
+
+def test_a_qat_model_cannot_be_quantized_twice(qat_results, tiny):
+    with pytest.raises(ConfigError, match="already quantization-aware"):
+        qat.apply(qat_results["cnn"]["model"], tiny["cnn"].data, qat.QATConfig())
