@@ -121,8 +121,12 @@ def convert_model(
         converted = to_onnx(source.model, source.family, config, x_calibration=source.x_calibration)
     notes.extend(converted.notes)
     strategy = converted.strategy
-    if qat and config.quant == "int8":
+    if qat and config.quant == "int8" and config.format == "tflite":
         notes.append("int8 from a QAT model: the converter used the ranges learned in training")
+    elif qat and config.quant == "int8":
+        notes.append(
+            "int8 ONNX from a QAT model: ONNX Runtime recalibrated the ranges on real samples"
+        )
     record = ResultRecord(
         model=source.name,
         family=source.family,
