@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import functools
 import os
 import re
@@ -108,7 +109,7 @@ def dequantize(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return y.astype(np.float32)
 
 
-class Runner:
+class Runner(abc.ABC):
     """A model opened on one backend. Use :func:`open_runner` to get one.
 
     ``init_ms`` is the time the backend took to load and prepare the model (interpreter or
@@ -139,13 +140,13 @@ class Runner:
         self.keep_state = False
 
     # -- what each backend implements -----------------------------------------------------
+    @abc.abstractmethod
     def set_inputs(self, feeds: Sequence[np.ndarray]) -> None:
         """Copy ``feeds`` (already in the model's shapes and dtypes) into the input tensors."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def invoke(self) -> None:
         """Run the model once on the inputs already set."""
-        raise NotImplementedError
 
     def timed_call(self) -> Any:
         """The callable a benchmark times: the library's native run, nothing of edgesmith.
@@ -155,18 +156,18 @@ class Runner:
         """
         return self.invoke
 
+    @abc.abstractmethod
     def get_outputs(self) -> list[np.ndarray]:
         """Copies of every output tensor of the last run."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def resize(self, shapes: Mapping[str, Sequence[int]]) -> None:
         """Run dynamic inputs at new shapes (by input name); updates ``inputs`` and ``outputs``."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: nothing to release by default)
         """Release the model (the runner cannot be used afterwards)."""
 
-    def reset_state(self) -> None:
+    def reset_state(self) -> None:  # noqa: B027  (an optional hook: most models keep no state)
         """Zero the state a model keeps between calls in variable tensors (a fused LSTM's)."""
 
     # -- shared ---------------------------------------------------------------------------
