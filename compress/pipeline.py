@@ -77,7 +77,6 @@ def compress_model(
 
     Nothing is written to ``out`` unless every step succeeded.
     """
-    from edgesmith.console import err
     from edgesmith.zoo.evaluate import data_for
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -97,7 +96,6 @@ def compress_model(
     seconds = time.perf_counter() - started
     card = _card(stored, parent_card, recipe, result, seconds, seed)
     save_folder(result["model"], card, stored.preprocessing, recipe, out)
-    err.print(f"compressed model written to {out}")
     return card
 
 

@@ -66,7 +66,7 @@ def _compress(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)  # a bad recipe fails before TensorFlow loads
     from edgesmith.compress.pipeline import compress_model
-    from edgesmith.console import out, table
+    from edgesmith.console import err, out, table
 
     card = compress_model(
         args.model,
@@ -77,6 +77,7 @@ def _compress(args: argparse.Namespace) -> int:
         logdir=args.logdir,
         seed=args.seed,
     )
+    err.print(f"compressed model written to {args.out}")
     rows = [
         [
             "(parent)",
