@@ -7,11 +7,11 @@ custom layers. This module annotates those with quantize configs of its own:
 =====================  ======================================================================
 layer                  what is fake-quantized during training
 =====================  ======================================================================
-LSTM                   kernel and recurrent kernel (8-bit symmetric, per tensor); the layer
-                       is unrolled over its fixed time steps so TFLite gets int8 matmuls and
-                       gates instead of a loop with a float32 state; the output is left to
-                       the converter's calibration (TFLite requires the LSTM's output and
-                       its last step to share one scale)
+LSTM                   replaced by :class:`~edgesmith.compress.qat_lstm.QuantizedLSTM`: the
+                       same weights unrolled over the fixed time steps, with the kernels,
+                       every gate, the cell state and the hidden state fake-quantized as the
+                       int8 TFLite kernels will round them (TFLite then gets int8 matmuls
+                       and gates instead of a loop carrying a float32 state)
 LayerNormalization     output (8-bit, moving-average range)
 Embedding              the table (8-bit symmetric); the integer ids are *not* quantized
 PositionEmbedding      the position table and the output
@@ -207,14 +207,20 @@ def _define_objects() -> dict[str, Any]:
         def get_config(self) -> dict[str, Any]:
             return {"weights": self.weights, "cell": self.cell, "output": self.output}
 
-    objects: dict[str, Any] = {"EdgesmithQuantizeConfig": EdgesmithQuantizeConfig}
+    from edgesmith.compress.qat_lstm import quantized_lstm_class
+
+    objects: dict[str, Any] = {
+        "EdgesmithQuantizeConfig": EdgesmithQuantizeConfig,
+        "QuantizedLSTM": quantized_lstm_class(),
+    }
     objects.update(zoo_objects())
     return objects
 
 
 # Layer class -> arguments of EdgesmithQuantizeConfig.
 _CONFIGS: dict[str, dict[str, Any]] = {
-    "LSTM": {"weights": ["kernel", "recurrent_kernel"], "cell": True, "output": False},
+    # The LSTM becomes a QuantizedLSTM, which fake-quantizes its own weights and tensors.
+    "LSTM": {"weights": [], "output": False},
     "LayerNormalization": {"weights": [], "output": True},
     "Embedding": {"weights": ["embeddings"], "output": False},
     "PositionEmbedding": {"weights": ["positions"], "output": True},
@@ -301,8 +307,10 @@ def run(
         if is_input(layer) or layer.name not in targets:
             return layer
         cls = type(layer).__name__
-        if cls == "LSTM" and not layer.unroll:
-            layer = _unrolled(layer)
+        if cls == "LSTM":
+            from edgesmith.compress.qat_lstm import quantized_lstm_class
+
+            layer = quantized_lstm_class().from_lstm(layer)
         if cls in _CONFIGS:
             quantize_config = objects["EdgesmithQuantizeConfig"](**_CONFIGS[cls])
             return quantization.quantize_annotate_layer(layer, quantize_config=quantize_config)
@@ -356,28 +364,6 @@ def run(
         "calibrated_accuracy": calibrated,
         "notes": notes,
     }
-
-
-def _unrolled(layer: Any) -> Any:
-    """The same LSTM (same weights, same math) unrolled over its fixed number of steps.
-
-    TFLite turns a rolled Keras LSTM with fake-quantized kernels into a WHILE loop that
-    carries its state as float32; unrolled, every step is plain int8 FULLY_CONNECTED,
-    LOGISTIC, TANH, MUL and ADD ops. (The fused UNIDIRECTIONAL_SEQUENCE_LSTM int8 kernel,
-    reached from a float LSTM, is no alternative: without calibrated intermediates its
-    accuracy collapses.)
-    """
-    if layer.input_shape[1] is None:
-        raise ConfigError(
-            f"qat: LSTM {layer.name!r} reads sequences of unknown length",
-            expected="a fixed number of time steps (the LSTM is unrolled for int8 TFLite)",
-            fix=f"give the model a fixed input length, or exclude='^{layer.name}$'",
-        )
-    config = {**layer.get_config(), "unroll": True}
-    unrolled = type(layer).from_config(config)
-    unrolled.build(layer.input_shape)
-    unrolled.set_weights(layer.get_weights())
-    return unrolled
 
 
 def _preserve_mode(model: Any, preserve: str) -> str:
@@ -458,6 +444,7 @@ def calibrate_ranges(qat_model: Any, float_model: Any, x: np.ndarray, batch_size
             continue
         key = "__input__" if type(layer).__name__ == "QuantizeLayer" else inner_layer(layer).name
         targets.setdefault(key, []).extend(pairs)
+    _calibrate_lstms(qat_model, float_model, x, batch_size)
     float_names = {layer.name for layer in float_model.layers}
     names = [n for n in targets if n in float_names]
     probe = keras().Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
@@ -480,6 +467,27 @@ def calibrate_ranges(qat_model: Any, float_model: Any, x: np.ndarray, batch_size
         for min_var, max_var in pairs:
             min_var.assign(np.full(min_var.shape, low, dtype=min_var.dtype.as_numpy_dtype))
             max_var.assign(np.full(max_var.shape, high, dtype=max_var.dtype.as_numpy_dtype))
+
+
+def _calibrate_lstms(qat_model: Any, float_model: Any, x: np.ndarray, batch_size: int) -> None:
+    """Each QuantizedLSTM's ranges from what the float LSTM of the same name reads."""
+    from edgesmith.zoo.tfkeras import keras
+
+    twins = [inner_layer(layer) for layer in qat_model.layers]
+    twins = [layer for layer in twins if type(layer).__name__ == "QuantizedLSTM"]
+    if not twins:
+        return
+    probe = keras().Model(
+        float_model.inputs, [float_model.get_layer(twin.name).input for twin in twins]
+    )
+    batches: list[list[np.ndarray]] = [[] for _ in twins]
+    for start in range(0, len(x), batch_size):
+        outputs = probe(x[start : start + batch_size], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for found, value in zip(batches, outputs, strict=True):
+            found.append(np.asarray(value))
+    for twin, found in zip(twins, batches, strict=True):
+        twin.calibrate(found)
 
 
 def _range_variables(layer: Any) -> list[tuple[Any, Any]]:

@@ -68,8 +68,8 @@ def test_qat_model_converts_to_full_int8_tflite_and_keeps_its_accuracy(family, t
     int8_accuracy = accuracy(y, tflite_predict(blob, x))
     values = f"int8 {int8_accuracy:.3f}, QAT Keras {keras_accuracy:.3f}"
     assert int8_accuracy > 0.5, values  # well above chance (0.1)
-    # The converter used the learned ranges; an LSTM's recurrent state is ranged by
-    # calibration (QAT cannot fake-quantize it without breaking TFLite's scale rules).
+    # The converter used the learned ranges, so int8 computes what QAT simulated; the
+    # LSTM's int8 LOGISTIC/TANH tables round a little differently over its time steps.
     assert abs(int8_accuracy - keras_accuracy) <= (0.05 if family == "lstm" else 0.03), values
 
 
@@ -146,3 +146,42 @@ def test_unsupported_custom_layer_fails_with_a_clear_message(tiny):
 def test_a_qat_model_cannot_be_quantized_twice(qat_results, tiny):
     with pytest.raises(ConfigError, match="already quantization-aware"):
         qat.apply(qat_results["cnn"]["model"], tiny["cnn"].data, qat.QATConfig())
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_quantized_lstm_computes_the_keras_lstm_up_to_int8_rounding(return_sequences):
+    from edgesmith.compress.qat_lstm import quantized_lstm_class
+    from edgesmith.zoo.tfkeras import keras, set_seed
+
+    k = keras()
+    set_seed(0)
+    lstm = k.layers.LSTM(8, return_sequences=return_sequences)
+    k.Model(inputs := k.Input((6, 3)), lstm(inputs))  # gives the layer its input shape
+    x = np.random.default_rng(0).normal(size=(16, 6, 3)).astype(np.float32)
+    expected = np.asarray(lstm(x))
+    twin = quantized_lstm_class().from_lstm(lstm)
+    hidden = twin.float_intermediates(x)["hidden"]
+    # The float replay (used to calibrate) spans exactly the hidden states Keras computes.
+    every_step = k.layers.LSTM(8, return_sequences=True)
+    k.Model(inputs := k.Input((6, 3)), every_step(inputs))
+    every_step.set_weights(lstm.get_weights())
+    states = np.asarray(every_step(x))
+    assert hidden == pytest.approx((states.min(), states.max()), abs=1e-5)
+    twin.calibrate([x])
+    got = np.asarray(twin(x, training=False))
+    assert got.shape == expected.shape
+    # One int8 step of the hidden state's range, plus what rounding the gates adds.
+    step = (hidden[1] - hidden[0]) / 255
+    assert np.abs(got - expected).max() < 6 * step
+    assert np.abs(got - expected).max() > 0  # it does round
+
+
+def test_quantized_lstm_refuses_what_it_cannot_reproduce():
+    from edgesmith.compress.qat_lstm import check_convertible
+    from edgesmith.zoo.tfkeras import keras
+
+    k = keras()
+    layer = k.layers.LSTM(4, go_backwards=True, recurrent_dropout=0.1, name="rnn")
+    k.Model(inputs := k.Input((5, 2)), layer(inputs))
+    with pytest.raises(ConfigError, match=r"'rnn' has go_backwards=True, recurrent_dropout=0.1"):
+        check_convertible(layer)
