@@ -213,7 +213,8 @@ class _Runner:
             except Exception as exc:  # one broken model must not stop the others
                 yield ResultRecord(model=name, recipe=BASELINE, error=_describe(exc))
                 continue
-            for recipe_name, recipe in self.plan.recipes.items():
+            for recipe_name in self.plan.recipes:
+                recipe = self.plan.recipe_for(recipe_name, name)
                 try:
                     model = self.compress(parent, recipe_name, recipe)
                     evalset = self.evalset(model)

@@ -88,6 +88,9 @@ class Plan:
     name: str = "edgesmith run"
     # Recipes whose output only makes sense in some targets (a QAT model is meant for int8).
     recipe_targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+    # Per-model recipe text under one recipe name: fine-tuning budgets differ between models
+    # (a 24k-weight DS-CNN needs longer to recover from 80% sparsity than a 470k-weight CNN).
+    recipe_models: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from edgesmith.zoo.registry import get_spec
@@ -104,6 +107,24 @@ class Plan:
         unknown = set(self.recipe_targets) - set(self.recipes)
         if unknown:
             raise ConfigError(f"targets given for unknown recipes {sorted(unknown)}")
+        unknown = set(self.recipe_models) - set(self.recipes)
+        if unknown:
+            raise ConfigError(f"per-model recipes given for unknown recipes {sorted(unknown)}")
+        for overrides in self.recipe_models.values():
+            for model in overrides:
+                get_spec(model)
+
+    def recipe_for(self, recipe_name: str, model: str) -> str:
+        """The recipe text ``model`` gets under ``recipe_name`` (its own when the plan gives one).
+
+        Example:
+            >>> plan = Plan.from_dict({"models": ["cnn-digits"], "recipes": {"p": {
+            ...     "recipe": "prune:sparsity=0.8",
+            ...     "models": {"lstm-digits": "prune:sparsity=0.8,epochs=20"}}}})
+            >>> plan.recipe_for("p", "cnn-digits"), plan.recipe_for("p", "lstm-digits")
+            ('prune:sparsity=0.8', 'prune:sparsity=0.8,epochs=20')
+        """
+        return self.recipe_models.get(recipe_name, {}).get(model, self.recipes[recipe_name])
 
     def targets_for(self, recipe_name: str) -> tuple[Target, ...]:
         """The targets of one recipe: its own list when the plan gives one, else the plan's."""
@@ -125,15 +146,27 @@ class Plan:
             if isinstance(recipes, list):  # a list of recipe strings: name them by themselves
                 recipes = {r or BASELINE: r for r in recipes}
             flat, only = {}, dict(values.get("recipe_targets") or {})
+            per_model = dict(values.get("recipe_models") or {})
             for name, entry in recipes.items():
-                if isinstance(entry, dict):  # {recipe: "...", targets: [...]}
+                if isinstance(entry, dict):  # {recipe: "...", targets: [...], models: {...}}
+                    extra = set(entry) - {"recipe", "targets", "models"}
+                    if extra:
+                        raise ConfigError(
+                            f"recipe {name!r} has unknown keys {sorted(extra)}",
+                            expected="recipe, targets and models",
+                        )
                     flat[str(name)] = str(entry.get("recipe") or "")
                     if entry.get("targets"):
                         only[str(name)] = entry["targets"]
+                    if entry.get("models"):
+                        per_model[str(name)] = entry["models"]
                 else:
                     flat[str(name)] = str(entry or "")
             values["recipes"] = flat
             values["recipe_targets"] = {k: _targets(v) for k, v in only.items()}
+            values["recipe_models"] = {
+                str(k): {str(m): str(r or "") for m, r in v.items()} for k, v in per_model.items()
+            }
         if "targets" in values:
             values["targets"] = _targets(values["targets"])
         if "backends" in values:

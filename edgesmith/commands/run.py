@@ -19,7 +19,11 @@ def register(commands: Any) -> None:
         "when any variant failed (each failure is in the report).",
         epilog="plan file (YAML or JSON):\n"
         "  models: [cnn-digits, lstm-digits]\n"
-        "  recipes: {prune80: 'prune:sparsity=0.8', qat: 'qat:epochs=2'}\n"
+        "  recipes:\n"
+        "    prune80: 'prune:sparsity=0.8'\n"
+        "    qat: {recipe: 'qat:epochs=2', targets: ['tflite:int8']}   # only these targets\n"
+        "    distilled: {recipe: 'distill:width=0.5',\n"
+        "                models: {lstm-kws: 'distill:width=0.5,epochs=20'}}  # per-model text\n"
         "  targets: ['tflite:none', 'tflite:int8', 'onnx:none', 'onnx:int8']\n"
         "  backends: [litert, onnxruntime]\n"
         "  bench: {runs: 50, warmup: 5, threads: null}\n"
@@ -64,6 +68,11 @@ def _run(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if args.recipes is not None:
+        # Recipes given on the command line replace the plan's, and with them its per-recipe
+        # targets and per-model budgets.
+        data.pop("recipe_targets", None)
+        data.pop("recipe_models", None)
     if args.runs is not None:
         data["bench"] = {**data.get("bench", {}), "runs": args.runs}
     if "models" not in data:

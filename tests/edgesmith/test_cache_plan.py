@@ -88,9 +88,37 @@ def test_a_recipe_can_limit_its_targets():
     assert Plan.from_dict(plan.to_dict()) == plan
 
 
+def test_a_recipe_can_give_one_model_its_own_budget():
+    plan = Plan.from_dict(
+        {
+            "models": ["cnn-digits", "lstm-digits"],
+            "recipes": {
+                "prune80": {
+                    "recipe": "prune:sparsity=0.8,epochs=4",
+                    "models": {"lstm-digits": "prune:sparsity=0.8,epochs=20"},
+                }
+            },
+        }
+    )
+    assert plan.recipe_for("prune80", "cnn-digits") == "prune:sparsity=0.8,epochs=4"
+    assert plan.recipe_for("prune80", "lstm-digits") == "prune:sparsity=0.8,epochs=20"
+    assert plan.recipe_for("baseline", "lstm-digits") == ""
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
 @pytest.mark.parametrize(
     ("data", "error", "message"),
     [
+        (
+            {"models": ["cnn-digits"], "recipes": {"p": {"recipe": "prune", "model": {}}}},
+            ConfigError,
+            "recipe 'p' has unknown keys",
+        ),
+        (
+            {"models": ["cnn-digits"], "recipes": {"p": {"recipe": "", "models": {"cnn": ""}}}},
+            UnknownNameError,
+            "'cnn'",
+        ),
         ({"models": ["cnn-digitz"]}, UnknownNameError, "did you mean 'cnn-digits'"),
         ({"models": []}, ConfigError, "no models"),
         ({"models": ["cnn-digits"], "targets": ["onnx:int16x8"]}, ConfigError, "onnx:int16x8"),
