@@ -142,20 +142,25 @@ def model_table(
     """Columns and rows of one model's table, sorted by size, with deltas vs the baseline."""
     base = baseline_of(variants)
     front = {id(v) for v in pareto_front(variants)}
-    columns = ["variant", "size", "gzip", "size ratio", "accuracy", "Δ acc (pts)", "sparsity"]
+    columns = [
+        "variant", "size", "gzip", "size ratio", "gzip ratio", "accuracy", "Δ acc (pts)",
+        "sparsity",
+    ]  # fmt: skip
     for backend in backends:
         columns += [f"{backend} p50 ms", f"{backend} speedup"]
     base_latency = {backend: baseline_latency(variants, backend) for backend in backends}
     rows = []
     ordered = sorted(variants, key=lambda v: (v.size_bytes is None, v.size_bytes or 0, v.label))
     for v in ordered:
-        size, acc = v.size_bytes, v.accuracy
+        size, acc, gzipped = v.size_bytes, v.accuracy, v.first("gzip_bytes")
+        base_gzip = base.first("gzip_bytes") if base else None
         is_base = v is base
         row = [
             v.label + (" (baseline)" if is_base else "") + (" ★" if id(v) in front else ""),
             _bytes(size),
-            _bytes(v.first("gzip_bytes")),
+            _bytes(gzipped),
             _ratio(base.size_bytes / size) if base and size else "-",
+            _ratio(base_gzip / gzipped) if base_gzip and gzipped else "-",
             _pct(acc),
             _delta(acc, base.accuracy if base else None),
             _pct(v.first("sparsity")),
@@ -232,7 +237,8 @@ def render_markdown(records: Sequence[ResultRecord], *, title: str = "edgesmith 
     backends = backends_in(records)
     parts = [f"# {title}\n"]
     parts.append(
-        "Sizes are file bytes; size ratio and speedup are relative to the float32 baseline "
+        "Sizes are file bytes; size ratio, gzip ratio (DEFLATE-9 size of the float32 baseline "
+        "over that of the variant) and speedup are relative to the float32 baseline "
         "(★ marks the accuracy-vs-size Pareto front).\n"
     )
     for model, variants in group_variants(records).items():
@@ -254,7 +260,8 @@ def render_html(records: Sequence[ResultRecord], *, title: str = "edgesmith repo
     per_model = group_variants(records)
     body = [f"<h1>{html.escape(title)}</h1>"]
     body.append(
-        "<p>Sizes are file bytes; size ratio and speedup are relative to the float32 baseline; "
+        "<p>Sizes are file bytes; size ratio, gzip ratio (gzipped baseline over gzipped "
+        "variant) and speedup are relative to the float32 baseline; "
         "★ marks the accuracy-vs-size Pareto front.</p>"
     )
     for model, variants in per_model.items():

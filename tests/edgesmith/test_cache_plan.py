@@ -142,3 +142,16 @@ def test_plan_file_errors_name_the_file(tmp_path):
     path.write_text("- just a list\n")
     with pytest.raises(ConfigError, match=r"plan\.yaml: the plan is a list"):
         load_plan(path)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-real.yaml"])
+def test_shipped_plans_load_and_parse_every_recipe(name):
+    from pathlib import Path
+
+    from edgesmith.compress.recipe import parse_recipe
+
+    plan = load_plan(Path(__file__).parents[2] / "plans" / name)
+    for recipe in plan.recipes:
+        for model in plan.models:
+            text = plan.recipe_for(recipe, model)
+            assert recipe == "baseline" or parse_recipe(text).steps, (recipe, model)

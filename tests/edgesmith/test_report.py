@@ -50,12 +50,13 @@ def test_known_pareto_front_and_baseline():
 def test_model_table_is_sorted_by_size_with_ratios_and_speedups():
     variants = group_variants(RECORDS)["cnn-digits"]
     columns, rows = model_table(variants, ["litert"])
-    assert columns[:5] == ["variant", "size", "gzip", "size ratio", "accuracy"]
+    assert columns[:6] == ["variant", "size", "gzip", "size ratio", "gzip ratio", "accuracy"]
     assert rows[0][0].startswith("distill / tflite int8") and rows[0][0].endswith("★")
     by_label = {row[0].split(" (")[0].rstrip(" ★"): row for row in rows}
     int8 = by_label["baseline / tflite int8"]
     assert int8[3] == "4.00x"  # 40,000 / 10,000 bytes
-    assert int8[5] == "-0.50"  # 97.5% vs 98.0%
+    assert int8[4] == "4.00x"  # gzip: 20,000 / 5,000 bytes
+    assert int8[6] == "-0.50"  # 97.5% vs 98.0%
     assert int8[columns.index("litert speedup")] == "2.00x"  # 2.0 ms / 1.0 ms
 
 
