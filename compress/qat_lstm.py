@@ -156,7 +156,6 @@ def quantized_lstm_class() -> type:
             training = bool(training)
             kernel = self._weight(self.kernel, self.kernel_max, training)
             recurrent = self._weight(self.recurrent_kernel, self.recurrent_kernel_max, training)
-            u = self.units
             outputs = []
             h = c = None
             for step in range(self.steps):
@@ -179,7 +178,6 @@ def quantized_lstm_class() -> type:
                     c = self._act(self._act(f * c, "forget_cell", training) + ig, "cell", training)
                 h = self._act(o * self._fixed(t.tanh(c), _TANH_RANGE), "hidden", training)
                 outputs.append(h)
-            del u
             return t.stack(outputs, axis=1) if self.return_sequences else h
 
         def compute_output_shape(self, input_shape: Any) -> Any:

@@ -202,6 +202,23 @@ class _Runner:
         folder = self._build("bench", key, f"{file.parent.name} on {backend}", produce)
         return ResultRecord.from_dict(read_json(folder / RECORD_FILE))
 
+    def offline_analysis(self, converted: Path, convert_key: str, backend: str) -> list[str]:
+        """Notes predicting how the file would map to an accelerator that is not here."""
+        target = ANALYSIS_TARGETS.get(backend.split(":", 1)[0])
+        file = next(p for p in converted.iterdir() if p.suffix in (".tflite", ".onnx"))
+        if target is None or file.suffix != ".tflite":
+            return []
+        from edgesmith.convert.analyze import analyze
+
+        key = StageCache.key("analyze", {"target": target}, upstream=[convert_key])
+        folder = self._build(
+            "analyze",
+            key,
+            f"{file.parent.name} for {target}",
+            lambda tmp: write_json(tmp / "analysis.json", analyze(file, target)),
+        )
+        return [analysis_note(read_json(folder / "analysis.json"))]
+
     # -- the run ------------------------------------------------------------------------
 
     def records(self) -> Iterator[ResultRecord]:
@@ -239,12 +256,60 @@ class _Runner:
                     if not backends:
                         yield converted.updated(notes=[*converted.notes, "no backend runs it"])
                     for backend in backends:
+                        reason = _unavailable(backend)
+                        if reason:
+                            # Not a failed variant: this machine lacks the backend. Say so,
+                            # and give the offline compatibility analysis where there is one.
+                            notes = [f"{backend} not available here: {reason}"]
+                            try:
+                                notes += self.offline_analysis(folder, key, backend)
+                            except Exception as exc:
+                                notes.append(f"offline analysis failed: {_describe(exc)}")
+                            yield converted.updated(
+                                backend=backend, notes=[*converted.notes, *notes]
+                            )
+                            continue
                         try:
                             measured = self.bench(folder, key, backend, evalset)
                         except Exception as exc:
                             yield converted.updated(backend=backend, error=_describe(exc))
                             continue
                         yield _merge(converted, measured)
+
+
+# Accelerator backends -> the target of `edgesmith analyze` that predicts them offline.
+ANALYSIS_TARGETS = {"edgetpu": "edgetpu", "litert-gpu": "gpu"}
+
+
+def _unavailable(backend: str) -> str | None:
+    from edgesmith.runtime.backends import missing, parse_backend
+
+    name, argument = parse_backend(backend)
+    return missing(name, argument)
+
+
+def analysis_note(report: dict[str, Any]) -> str:
+    """One line from an ``analyze`` report: how much maps, where the first fallback is.
+
+    Example:
+        >>> analysis_note({"target": "edgetpu", "op_count": 4, "mapped_op_fraction": 0.5,
+        ...     "mapped_mac_fraction": 0.9, "first_fallback_op": {"index": 2,
+        ...     "op": "TANH", "reason": "float32 tensor"}, "parameter_bytes": 1000,
+        ...     "parameters_fit_cache": True})
+        'offline edgetpu analysis: 2 of 4 ops map (90% of MACs); first fallback: op #2 TANH (float32 tensor); 1,000 parameter bytes fit the on-chip cache'
+    """
+    ops = report.get("op_count") or 0
+    mapped = round((report.get("mapped_op_fraction") or 0.0) * ops)
+    text = f"offline {report.get('target')} analysis: {mapped} of {ops} ops map"
+    if report.get("mapped_mac_fraction") is not None:
+        text += f" ({report['mapped_mac_fraction']:.0%} of MACs)"
+    fallback = report.get("first_fallback_op")
+    if fallback:
+        text += f"; first fallback: op #{fallback['index']} {fallback['op']} ({fallback['reason']})"
+    if report.get("parameter_bytes") is not None:
+        fits = "fit" if report.get("parameters_fit_cache") else "do not fit"
+        text += f"; {report['parameter_bytes']:,} parameter bytes {fits} the on-chip cache"
+    return text
 
 
 def _runs(backends: dict[str, Any], backend: str, fmt: str) -> bool:

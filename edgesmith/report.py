@@ -220,14 +220,31 @@ def records_csv(records: Iterable[ResultRecord]) -> str:
     return buffer.getvalue()
 
 
-def _failures(records: Iterable[ResultRecord]) -> list[str]:
-    notes = []
+def _where(record: ResultRecord) -> str:
+    parts = (record.model, record.recipe, record.format, record.quant, record.backend)
+    return " / ".join(str(x) for x in parts if x)
+
+
+def failures_and_notes(records: Iterable[ResultRecord]) -> tuple[list[str], list[str]]:
+    """Each failure with its variant, and each distinct note once with the variants it concerns.
+
+    Conversion notes repeat on every backend's record and often on every recipe of a
+    model, so a note is listed once followed by where it applies (backends folded away).
+    """
+    failures: list[str] = []
+    where_by_note: dict[str, dict[str, None]] = {}
     for r in records:
-        where = " / ".join(str(x) for x in (r.model, r.recipe, r.format, r.quant, r.backend) if x)
         if r.error:
-            notes.append(f"{where}: {r.error}")
-        notes += [f"{where}: {note}" for note in r.notes]
-    return list(dict.fromkeys(notes))
+            failures.append(f"{_where(r)}: {r.error}")
+        variant = " / ".join(str(x) for x in (r.model, r.recipe, r.format, r.quant) if x)
+        for note in r.notes:
+            where_by_note.setdefault(note, {})[variant] = None
+    notes = []
+    for note, where in where_by_note.items():
+        places = list(where)
+        shown = "; ".join(places[:4]) + (f"; and {len(places) - 4} more" if len(places) > 4 else "")
+        notes.append(f"{note} [{shown}]")
+    return list(dict.fromkeys(failures)), notes
 
 
 def render_markdown(records: Sequence[ResultRecord], *, title: str = "edgesmith report") -> str:
@@ -248,9 +265,11 @@ def render_markdown(records: Sequence[ResultRecord], *, title: str = "edgesmith 
             header += f", float baseline accuracy {_pct(base.accuracy)}"
         columns, rows = model_table(variants, backends)
         parts.append(header + "\n\n" + markdown_table(columns, rows))
-    failures = _failures(records)
+    failures, notes = failures_and_notes(records)
     if failures:
-        parts.append("## Notes and failures\n\n" + "".join(f"- {n}\n" for n in failures))
+        parts.append("## Failures\n\n" + "".join(f"- {n}\n" for n in failures))
+    if notes:
+        parts.append("## Notes\n\n" + "".join(f"- {n}\n" for n in notes))
     return "\n".join(parts)
 
 
@@ -286,11 +305,12 @@ def render_html(records: Sequence[ResultRecord], *, title: str = "edgesmith repo
                         f"accuracy vs latency, {backend}",
                     )
                 )
-    failures = _failures(records)
-    if failures:
-        body.append("<h2>Notes and failures</h2><ul class='notes'>")
-        body += [f"<li>{html.escape(n)}</li>" for n in failures]
-        body.append("</ul>")
+    failures, notes = failures_and_notes(records)
+    for heading, items in (("Failures", failures), ("Notes", notes)):
+        if items:
+            body.append(f"<h2>{heading}</h2><ul class='notes'>")
+            body += [f"<li>{html.escape(n)}</li>" for n in items]
+            body.append("</ul>")
     return _PAGE.format(title=html.escape(title), body="\n".join(body))
 
 

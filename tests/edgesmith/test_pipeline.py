@@ -80,6 +80,33 @@ def test_changing_one_recipe_recomputes_only_its_dependents(first_run, tiny_stor
     assert summary.computed == {"compress": 1, "evalset": 1, "convert": 3, "bench": 3}
 
 
+def test_a_missing_accelerator_is_a_note_with_the_offline_analysis(
+    first_run, tiny_store, monkeypatch
+):
+    import edgesmith.pipeline as pipeline
+
+    out, _ = first_run
+    # Whether this machine has a Coral or not, the test sees one that has none.
+    real = pipeline._unavailable
+    monkeypatch.setattr(
+        pipeline,
+        "_unavailable",
+        lambda backend: "libedgetpu.so.1 was not found" if backend == "edgetpu" else real(backend),
+    )
+    plan = {**PLAN, "recipes": {}, "targets": ["tflite:int8"], "backends": ["litert", "edgetpu"]}
+    summary = run_plan(Plan.from_dict(plan), out=out, store=tiny_store)
+    assert summary.failed == 0  # an absent backend is not a failed variant
+    assert summary.computed == {"analyze": 1}  # the int8 file itself came from the cache
+    tpu = next(r for r in summary.records if r.backend == "edgetpu")
+    assert tpu.latency_ms is None and tpu.error is None
+    assert any("edgetpu not available here: libedgetpu.so.1" in n for n in tpu.notes)
+    analysis = next(n for n in tpu.notes if n.startswith("offline edgetpu analysis"))
+    assert " ops map" in analysis and "parameter bytes" in analysis
+    report = (out / "report.md").read_text()
+    assert "## Notes" in report and "offline edgetpu analysis" in report
+    assert "edgetpu p50" not in report  # nothing measured there, so no column
+
+
 def test_killed_run_resumes_to_the_same_records(first_run, tiny_store, tmp_path):
     reference_out, reference = first_run
     plan_file = tmp_path / "plan.json"
