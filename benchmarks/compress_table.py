@@ -7,10 +7,9 @@ measures each result on the model's test split:
 * ``prune``: 80% sparsity (polynomial decay), target within 1 pt of the float model;
 * ``qat``: the QAT model converted to full-int8 TFLite (``tf.lite.TFLiteConverter``) and
   run with LiteRT, target within 0.5 pt of float;
-* ``distill``: a half-width student of the same architecture, against the same student
-  trained from scratch for the same epochs (and transformer-kws -> dscnn-kws across
-  families), target better than scratch for at least two families;
 * ``prune+cluster``: 80% sparsity then 16 clusters, target within 1 pt.
+
+Distillation is measured over several seeds by ``benchmarks/distill_table.py``.
 
 Results are cached in ``--out/results.json`` so an interrupted run resumes; the Markdown
 table goes to stdout and to ``--out/compress_table.md``.
@@ -63,11 +62,8 @@ def recipes(model: str) -> dict[str, str]:
     result = {
         "prune": prune,
         "qat": f"qat:epochs={QAT_EPOCHS[model]}",
-        "distill": "distill:width=0.5",
         "prune+cluster": f"{prune}+cluster:clusters=16,epochs={CLUSTER_EPOCHS[model]}",
     }
-    if model == "transformer-kws":
-        result["distill->dscnn"] = "distill:student=dscnn-kws,width=0.5"
     return result
 
 
@@ -75,8 +71,6 @@ TARGETS = {
     "prune": ("within 1 pt of float", 1.0),
     "qat": ("int8 TFLite within 0.5 pt of float", 0.5),
     "prune+cluster": ("within 1 pt of float", 1.0),
-    "distill": ("better than the student from scratch", None),
-    "distill->dscnn": ("better than the student from scratch", None),
 }
 
 
@@ -142,12 +136,6 @@ def measure(
         "nonzero_params": card.nonzero_params,
         "unique_weights_max": card.unique_weights_max,
     }
-    step = card.steps[-1]
-    if label.startswith("distill"):
-        row["scratch_accuracy"] = step.get("scratch_accuracy")
-        row["teacher_accuracy"] = step.get("teacher_accuracy")
-        row["student"] = step.get("student")
-        row["epochs"] = step.get("budget", {}).get("epochs")
     if label == "qat":
         row.update(int8_accuracy(folder, args))
         row["qat_accuracy"] = card.accuracy
@@ -227,10 +215,6 @@ def render(results: dict[str, Any], models: list[str]) -> str:
             if tolerance is not None and float_acc is not None and acc is not None:
                 drop = round((float_acc - acc) * 100, 6)  # no float noise in the verdict
                 verdict = "met" if drop <= tolerance else f"missed by {drop - tolerance:.2f} pt"
-            if label.startswith("distill") and row.get("scratch_accuracy") is not None:
-                reference = f"scratch {_pct(row['scratch_accuracy'])} ({row.get('epochs')} ep)"
-                gap = round((acc - row["scratch_accuracy"]) * 100, 6)
-                verdict = "met" if gap > 0 else f"missed by {-gap:.2f} pt"
             delta = "" if acc is None or float_acc is None else f"{(acc - float_acc) * 100:+.2f}"
             rows.append(
                 [
