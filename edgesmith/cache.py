@@ -1,7 +1,9 @@
 """A content-addressed stage cache: a stage's output folder is keyed by all of its inputs.
 
-A key is the hash of the stage name, its config and the keys of the stages it reads
-from, so changing one recipe changes the keys of exactly the stages downstream of it.
+A key is the hash of the stage name, its config, the keys of the stages it reads from and
+the edgesmith version, so changing one recipe changes the keys of exactly the stages
+downstream of it, and an upgraded edgesmith (whose techniques may compute differently)
+never reuses an older version's outputs.
 An entry is built in a temporary folder and renamed into place when complete: a run
 killed at any point leaves no partial entry, and the next run simply builds it again.
 
@@ -39,9 +41,16 @@ class StageCache:
 
     @staticmethod
     def key(stage: str, config: Any, *, upstream: Sequence[str] = ()) -> str:
-        """A short stable hash of ``stage``, its JSON-able ``config`` and upstream keys."""
+        """A short stable hash of ``stage``, its JSON-able ``config``, upstream keys, version."""
+        from edgesmith import __version__
+
         blob = json.dumps(
-            {"stage": stage, "config": config, "upstream": list(upstream)},
+            {
+                "stage": stage,
+                "config": config,
+                "upstream": list(upstream),
+                "edgesmith": __version__,
+            },
             sort_keys=True,
             default=str,
         )

@@ -17,6 +17,14 @@ def test_key_changes_with_config_and_upstream_only():
     assert key("convert", {"a": 1, "b": 2}) == key("convert", {"b": 2, "a": 1})
 
 
+def test_another_edgesmith_version_does_not_reuse_outputs(monkeypatch):
+    import edgesmith
+
+    before = StageCache.key("compress", {"step": "prune"})
+    monkeypatch.setattr(edgesmith, "__version__", "99.0.0")
+    assert StageCache.key("compress", {"step": "prune"}) != before
+
+
 def test_entry_is_built_once(tmp_path):
     cache = StageCache(tmp_path)
     calls = []
