@@ -57,6 +57,7 @@ class Tensor:
     nbytes: int
     variable: bool = False
     values: list[int] | None = None  # small integer constants (axes, strides, paddings)
+    buffer: int = 0  # index of the flatbuffer buffer holding a constant's data (0: none)
 
     @property
     def dynamic(self) -> bool:
@@ -99,8 +100,12 @@ class Graph:
 
     @property
     def constant_bytes(self) -> int:
-        """Bytes of constant tensors (weights, biases, lookup tables)."""
-        return sum(t.nbytes for t in self.tensors if t.constant)
+        """Bytes of constant data (weights, biases, lookup tables), each buffer counted once.
+
+        Tensors may share a buffer (an unrolled LSTM reads the same kernel at every step).
+        """
+        unique = {t.buffer: t.nbytes for t in self.tensors if t.constant}
+        return sum(unique.values())
 
 
 def read_graph(path: str | os.PathLike[str]) -> Graph:
@@ -150,6 +155,7 @@ def read_graph(path: str | os.PathLike[str]) -> Graph:
                 nbytes=nbytes,
                 variable=bool(t.isVariable),
                 values=values,
+                buffer=int(t.buffer) if buffer is not None else 0,
             )
         )
     ops = []
