@@ -15,8 +15,9 @@ recipe syntax:
              ramp_end, frequency, epochs, learning_rate, batch_size, keep_best, exclude
     qat      epochs, learning_rate, batch_size, preserve=auto|none|sparsity|clusters,
              calibration_samples, keep_best, exclude
-    distill  student=ZOO_NAME, width, depth, temperature, alpha, epochs, learning_rate,
-             batch_size, baseline=true|false, keep_best
+    distill  student=ZOO_NAME, width (0.5), depth, temperature (2), alpha (0.9: weight of
+             the hard labels), epochs, learning_rate, batch_size, baseline=true|false,
+             keep_best
     cluster  clusters, init=kmeans++|linear|density|random, preserve_sparsity, epochs,
              learning_rate, batch_size, keep_best, exclude
   exclude= is a regex searched in layer names; matching layers are left out of the step.
