@@ -33,6 +33,9 @@ from edgesmith.compress.config import StepConfig, check_finetune, check_range
 from edgesmith.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
 
+RECURRENT_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"})
+RECURRENT_CLIPNORM = 1.0
+
 
 @dataclass(frozen=True)
 class DistillConfig(StepConfig):
@@ -149,6 +152,11 @@ def run(
     set_seed(seed)
     student = build()
     initial = student.get_weights()
+    # An LSTM student trained from scratch without a cap on the gradient norm is unstable
+    # here: lstm-kws x0.5 from its own teacher reached 91.0% (96.7% with the cap); both the
+    # distilled and the scratch student get the same cap.
+    recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in student.layers)
+    clipnorm = RECURRENT_CLIPNORM if recurrent else None
     student_logits = logits_model(student)
     history = finetune(
         student_logits,
@@ -163,6 +171,7 @@ def run(
         y_train=_pack(data.y_train, soft_train),
         y_val=_pack(data.y_val, soft_val),
         keep_best_from=0 if config.keep_best else None,
+        clipnorm=clipnorm,
     )
     result: dict[str, Any] = {
         "model": student,
@@ -170,7 +179,12 @@ def run(
         "layout": student_spec["layout"],
         "builder": student_spec["builder"],
         "student": student_spec["name"],
-        "budget": {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size},
+        "budget": {
+            "epochs": epochs,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "clipnorm": clipnorm,
+        },
         "teacher_accuracy": float(evaluate_model(model, data)["accuracy"]),
         "student_params": int(student.count_params()),
         "scratch_accuracy": None,
@@ -188,6 +202,7 @@ def run(
             description=f"{student_spec['name']} from scratch",
             seed=seed,
             keep_best_from=0 if config.keep_best else None,
+            clipnorm=clipnorm,
         )
         result["scratch_accuracy"] = float(evaluate_model(scratch, student_data)["accuracy"])
         result["scratch_history"] = scratch_history

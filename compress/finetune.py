@@ -31,13 +31,15 @@ def finetune(
     x_train: np.ndarray | None = None,
     x_val: np.ndarray | None = None,
     keep_best_from: int | None = None,
+    clipnorm: float | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` for ``epochs`` on ``data.train`` and return the per-epoch history.
 
     ``x_*``/``y_*`` replace the data set's arrays (distillation packs teacher logits into
     the targets). With ``keep_best_from=E`` the weights of the epoch with the best
     validation accuracy among epochs ``E..`` (0-based) are restored at the end: a pruning
-    schedule must have reached its target by then. With ``epochs=0`` nothing is trained
+    schedule must have reached its target by then. ``clipnorm`` caps each gradient's norm
+    (recurrent students trained from scratch need it). With ``epochs=0`` nothing is trained
     and the history is empty.
     """
     if epochs < 1:
@@ -53,7 +55,7 @@ def finetune(
     steps = int(np.ceil(len(y_train) / batch_size))
     schedule = k.optimizers.schedules.CosineDecay(learning_rate, steps * epochs, alpha=0.05)
     model.compile(
-        optimizer=k.optimizers.Adam(schedule),
+        optimizer=k.optimizers.Adam(schedule, clipnorm=clipnorm),
         loss=loss or k.losses.SparseCategoricalCrossentropy(),
         metrics=list(metrics),
     )
