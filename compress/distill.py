@@ -34,8 +34,8 @@ import numpy as np
 from edgesmith.compress.config import StepConfig, check_finetune, check_range
 from edgesmith.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
+from edgesmith.zoo.registry import RECURRENT_LAYERS
 
-RECURRENT_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"})
 RECURRENT_CLIPNORM = 1.0
 
 

@@ -169,6 +169,8 @@ def _define_objects() -> dict[str, Any]:
             self, weights: list[str] | None = None, cell: bool = False, output: bool = True
         ) -> None:
             self.weights = list(weights or [])
+            # ``cell``: weights live on the layer's RNN cell. No config of this version sets
+            # it (the LSTM became a QuantizedLSTM); QAT files of earlier versions do.
             self.cell = bool(cell)
             self.output = bool(output)
 

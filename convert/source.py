@@ -19,6 +19,7 @@ import numpy as np
 
 from edgesmith.errors import ConfigError, DataError, ModelFileError
 from edgesmith.records import ModelCard
+from edgesmith.zoo.registry import RECURRENT_LAYERS
 
 
 @dataclass
@@ -142,7 +143,7 @@ def detect_family(model: Any) -> str:
         if hasattr(layer, "layer")
     }
     names |= inner
-    if names & {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}:
+    if names & RECURRENT_LAYERS:
         return "lstm"
     if names & {"AttentionCore", "MultiHeadAttention"}:
         return "transformer"

@@ -186,7 +186,7 @@ class _Runner:
 
         settings = {"backend": backend, **self.plan.bench.__dict__}
         key = StageCache.key("bench", settings, upstream=[convert_key])
-        file = next(p for p in converted.iterdir() if p.suffix in (".tflite", ".onnx"))
+        file = _model_file(converted)
 
         def produce(tmp: Path) -> None:
             records = bench_file(
@@ -205,7 +205,7 @@ class _Runner:
     def offline_analysis(self, converted: Path, convert_key: str, backend: str) -> list[str]:
         """Notes predicting how the file would map to an accelerator that is not here."""
         target = ANALYSIS_TARGETS.get(backend.split(":", 1)[0])
-        file = next(p for p in converted.iterdir() if p.suffix in (".tflite", ".onnx"))
+        file = _model_file(converted)
         if target is None or file.suffix != ".tflite":
             return []
         from edgesmith.convert.analyze import analyze
@@ -275,6 +275,11 @@ class _Runner:
                             yield converted.updated(backend=backend, error=_describe(exc))
                             continue
                         yield _merge(converted, measured)
+
+
+def _model_file(converted: Path) -> Path:
+    """The .tflite or .onnx file inside a finished convert entry."""
+    return next(p for p in converted.iterdir() if p.suffix in (".tflite", ".onnx"))
 
 
 # Accelerator backends -> the target of `edgesmith analyze` that predicts them offline.

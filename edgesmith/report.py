@@ -220,8 +220,9 @@ def records_csv(records: Iterable[ResultRecord]) -> str:
     return buffer.getvalue()
 
 
-def _where(record: ResultRecord) -> str:
-    parts = (record.model, record.recipe, record.format, record.quant, record.backend)
+def _where(record: ResultRecord, *, backend: bool = True) -> str:
+    parts = (record.model, record.recipe, record.format, record.quant)
+    parts += (record.backend,) if backend else ()
     return " / ".join(str(x) for x in parts if x)
 
 
@@ -236,9 +237,8 @@ def failures_and_notes(records: Iterable[ResultRecord]) -> tuple[list[str], list
     for r in records:
         if r.error:
             failures.append(f"{_where(r)}: {r.error}")
-        variant = " / ".join(str(x) for x in (r.model, r.recipe, r.format, r.quant) if x)
         for note in r.notes:
-            where_by_note.setdefault(note, {})[variant] = None
+            where_by_note.setdefault(note, {})[_where(r, backend=False)] = None
     notes = []
     for note, where in where_by_note.items():
         places = list(where)

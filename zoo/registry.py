@@ -17,6 +17,9 @@ from typing import Any
 
 from edgesmith.errors import UnknownNameError
 
+# Keras layer classes that make a model recurrent (the ``lstm`` family), by class name.
+RECURRENT_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"})
+
 
 @dataclass(frozen=True)
 class TrainConfig:
