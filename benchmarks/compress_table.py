@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(
     model: str, label: str, recipe: str, out: Path, args: Any, store: Any
 ) -> dict[str, Any]:
-    from edgesmith.compress.pipeline import compress_model
+    from edgesmith.compress.recipe_runner import compress_model
 
     folder = out / "models" / f"{model}-{label.replace('+', '-').replace('>', '')}"
     card = compress_model(
@@ -145,7 +145,7 @@ def measure(
 def int8_accuracy(folder: Path, args: Any) -> dict[str, Any]:
     """Convert the QAT model in ``folder`` to full-int8 TFLite and measure it on the test split."""
     from edgesmith.compress.int8 import int8_report, tflite_predict, to_int8_tflite
-    from edgesmith.metrics import accuracy
+    from edgesmith.core.metrics import accuracy
     from edgesmith.zoo.evaluate import data_for
     from edgesmith.zoo.store import load_model_folder
 

@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgesmith.console import err, markdown_table
     from edgesmith.convert.config import ConversionConfig
+    from edgesmith.convert.converter import convert_model
     from edgesmith.convert.parity import ParityError
-    from edgesmith.convert.pipeline import convert_model
-    from edgesmith.errors import EdgesmithError
+    from edgesmith.core.errors import EdgesmithError
     from edgesmith.zoo.registry import model_names
     from edgesmith.zoo.store import ModelStore
     from edgesmith.zoo.train import train_zoo_model
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(COLUMNS, rows)
     print(table)
     if args.report:
-        from edgesmith.fileio import write_text
+        from edgesmith.core.fileio import write_text
 
         header = (
             "# edgesmith convert: every zoo model x format x quant mode\n\n"

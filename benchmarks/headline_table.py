@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from edgesmith.console import markdown_table
-from edgesmith.pipeline import records_from_jsonl
+from edgesmith.plan_runner import records_from_jsonl
 from edgesmith.report import backends_in, baseline_of, group_variants, model_table
 
 KEEP = ("accuracy", "Δ acc (pts)", "size ratio", "gzip ratio", "sparsity")

@@ -5,7 +5,7 @@ One module per technique, each with a frozen, validated config and
 measured): :mod:`~edgesmith.compress.prune`, :mod:`~edgesmith.compress.qat`,
 :mod:`~edgesmith.compress.distill`, :mod:`~edgesmith.compress.cluster`.
 :mod:`~edgesmith.compress.recipe` (TF-free) parses recipes,
-:mod:`~edgesmith.compress.pipeline` runs one and writes the output folder, and
+:mod:`~edgesmith.compress.recipe_runner` runs one and writes the output folder, and
 :mod:`~edgesmith.compress.int8` is the full-int8 TFLite check of QAT models.
 
 Example:

@@ -1,7 +1,7 @@
 """What every technique's config shares: frozen, validated on construction, JSON round-trip.
 
 A step config is a frozen dataclass. Building one with an impossible value raises a
-:class:`~edgesmith.errors.ConfigError` that says what was given, what is allowed and how
+:class:`~edgesmith.core.errors.ConfigError` that says what was given, what is allowed and how
 to fix it; ``from_dict`` rejects unknown keys (with a "did you mean") and turns the
 strings of a one-line recipe into the field's type. TF-free.
 
@@ -22,7 +22,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
-from edgesmith.errors import ConfigError, UnknownNameError
+from edgesmith.core.errors import ConfigError, UnknownNameError
 
 C = TypeVar("C", bound="StepConfig")
 

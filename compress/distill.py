@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgesmith.compress.config import StepConfig, check_finetune, check_range
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.registry import RECURRENT_LAYERS
 

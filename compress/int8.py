@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ModelFileError
+from edgesmith.core.errors import ModelFileError
 
 
 def to_int8_tflite(model: Any, x_calibration: np.ndarray, *, samples: int = 200) -> bytes:

@@ -4,7 +4,7 @@ Every technique walks the model with the same rules: a layer is *targeted* (wrap
 the technique), *left* (it has no weights the technique acts on, or it is excluded by
 the step's ``exclude=`` regex) or *unsupported* (it holds weights or computation the
 technique does not know). Unsupported layers stop the step with one
-:class:`~edgesmith.errors.ConfigError` that names them and says how to go on, instead of
+:class:`~edgesmith.core.errors.ConfigError` that names them and says how to go on, instead of
 the wrapper's traceback.
 
 TensorFlow is not imported here: layers are recognised by class name and weight names.
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 
 # Weight names (the last part of a variable name) that hold matmul/conv/lookup kernels.
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")

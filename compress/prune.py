@@ -36,7 +36,7 @@ from edgesmith.compress.layers import (
     layer_class,
     model_layers,
 )
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
 
 SCHEDULES = ("constant", "poly")

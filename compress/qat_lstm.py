@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 
 # The roles whose ranges are learned, in the order their variables are created.
 ROLES = ("input_proj", "recurrent_proj", "gates", "forget_cell", "input_gate", "cell", "hidden")

@@ -47,7 +47,7 @@ from edgesmith.compress.config import StepConfig
 from edgesmith.compress.distill import DistillConfig
 from edgesmith.compress.prune import PruneConfig
 from edgesmith.compress.qat import QATConfig
-from edgesmith.errors import ConfigError, DataError, UnknownNameError
+from edgesmith.core.errors import ConfigError, DataError, UnknownNameError
 
 STEPS: dict[str, type[StepConfig]] = {
     "prune": PruneConfig,

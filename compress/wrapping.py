@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 
 
 def copy_model(model: Any) -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.convert.tflite_graph import Graph, Op, op_macs, read_graph
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 
 TARGETS = ("edgetpu", "gpu")
 

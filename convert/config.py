@@ -17,22 +17,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.tables import FILE_SUFFIX, FORMAT_QUANT, FORMATS, QUANT_MODES
 
-FORMATS = ("tflite", "onnx")
-QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
-# ONNX Runtime has no 16-bit-activation/8-bit-weight scheme matching TFLite's int16x8.
-FORMAT_QUANT = {
-    "tflite": QUANT_MODES,
-    "onnx": ("none", "fp16", "dynamic", "int8"),
-}
 # How an LSTM becomes a .tflite graph (see convert/tflite.py for the measurements).
 LSTM_MODES = ("unroll", "fused")
 # How ``--quant int8`` treats an unrolled LSTM (see convert/tflite.py, LSTM_FLOAT_GATE_OPS):
 # "float-gates" keeps the gate/cell element-wise ops in float (weights, matrix products,
 # inputs and outputs stay int8); "int8" quantizes every op (lstm-kws: 96.3% -> 89.0%).
 LSTM_INT8_MODES = ("float-gates", "int8")
-FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgesmith.convert.config import ConversionConfig
 from edgesmith.convert.tflite import converter_message, pick_samples, quiet_stderr
-from edgesmith.errors import ConfigError, EdgesmithError, ModelFileError
+from edgesmith.core.errors import ConfigError, EdgesmithError, ModelFileError
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgesmith.convert.config import Tolerance
-from edgesmith.errors import EdgesmithError
+from edgesmith.core.errors import EdgesmithError
 
 
 class ParityError(EdgesmithError):

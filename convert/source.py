@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ConfigError, DataError, ModelFileError
-from edgesmith.records import ModelCard
+from edgesmith.core.errors import ConfigError, DataError, ModelFileError
+from edgesmith.core.records import ModelCard
 from edgesmith.zoo.registry import RECURRENT_LAYERS
 
 
@@ -87,7 +87,7 @@ def _load_folder(
     store: str | os.PathLike[str] | None,
     data_dir: str | os.PathLike[str] | None,
 ) -> Source:
-    from edgesmith.fileio import read_json
+    from edgesmith.core.fileio import read_json
     from edgesmith.zoo.evaluate import data_for, open_model
 
     with _tfmot_scopes():
@@ -161,7 +161,7 @@ def _all_layers(model: Any) -> list[Any]:
 
 def _lineage(folder: Path, card: dict[str, Any]) -> list[dict[str, Any]]:
     """The steps that made a model: ``compress`` records them in its card or a side file."""
-    from edgesmith.fileio import read_json
+    from edgesmith.core.fileio import read_json
 
     for key in ("steps", "lineage"):
         if isinstance(card.get(key), list):

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from edgesmith.convert.config import ConversionConfig
-from edgesmith.errors import ConfigError, ModelFileError
+from edgesmith.core.errors import ConfigError, ModelFileError
 
 # Ops of an unrolled LSTM cell kept in float by lstm_int8="float-gates" (the converter's
 # selective quantization, as tf.lite.experimental.QuantizationDebugger's denylisted_ops).

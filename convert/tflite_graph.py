@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ModelFileError
+from edgesmith.core.errors import ModelFileError
 
 TYPE_NAMES = {
     0: "float32",

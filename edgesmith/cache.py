@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgesmith.errors import EdgesmithError
-from edgesmith.fileio import TMP_PREFIX, atomic_path
+from edgesmith.core.errors import EdgesmithError
+from edgesmith.core.fileio import TMP_PREFIX, atomic_path
 
 DONE_MARKER = ".done"
 

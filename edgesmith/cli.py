@@ -13,7 +13,7 @@ from importlib import import_module
 
 from edgesmith import __version__
 from edgesmith.commands import examples
-from edgesmith.errors import EdgesmithError
+from edgesmith.core.errors import EdgesmithError
 
 # One module per command group under edgesmith/commands/, each with register(subparsers).
 # Building the parser imports none of TensorFlow: handlers import what they need.

@@ -19,13 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgesmith.errors import ConfigError
-
-FORMATS = {
-    "tflite": ("none", "fp16", "dynamic", "int8", "int16x8"),
-    "onnx": ("none", "fp16", "dynamic", "int8"),
-}
-BASELINE = "baseline"
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.tables import BASELINE_RECIPE, FORMAT_QUANT
 
 
 @dataclass(frozen=True)
@@ -36,12 +31,14 @@ class Target:
     quant: str
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConfigError(f"format {self.format!r}", expected=f"one of {', '.join(FORMATS)}")
-        if self.quant not in FORMATS[self.format]:
+        if self.format not in FORMAT_QUANT:
+            raise ConfigError(
+                f"format {self.format!r}", expected=f"one of {', '.join(FORMAT_QUANT)}"
+            )
+        if self.quant not in FORMAT_QUANT[self.format]:
             raise ConfigError(
                 f"{self.format}:{self.quant}",
-                expected=f"a quant mode of {self.format}: {', '.join(FORMATS[self.format])}",
+                expected=f"a quant mode of {self.format}: {', '.join(FORMAT_QUANT[self.format])}",
             )
 
     @classmethod
@@ -78,7 +75,7 @@ class Plan:
     """Everything one ``edgesmith run`` does."""
 
     models: tuple[str, ...]
-    recipes: dict[str, str] = field(default_factory=lambda: {BASELINE: ""})
+    recipes: dict[str, str] = field(default_factory=lambda: {BASELINE_RECIPE: ""})
     targets: tuple[Target, ...] = (Target("tflite", "none"),)
     backends: tuple[str, ...] = ("litert",)
     bench: BenchSettings = field(default_factory=BenchSettings)
@@ -99,9 +96,9 @@ class Plan:
             raise ConfigError("plan has no models", expected="at least one zoo model name")
         for model in self.models:
             get_spec(model)  # unknown names list the known ones
-        if BASELINE not in self.recipes:
+        if BASELINE_RECIPE not in self.recipes:
             # The float model is the baseline row of every table: always part of the run.
-            object.__setattr__(self, "recipes", {BASELINE: "", **self.recipes})
+            object.__setattr__(self, "recipes", {BASELINE_RECIPE: "", **self.recipes})
         if not self.targets or not self.backends:
             raise ConfigError("plan has no targets or no backends", expected="at least one of each")
         unknown = set(self.recipe_targets) - set(self.recipes)
@@ -144,7 +141,7 @@ class Plan:
         if "recipes" in values:
             recipes = values["recipes"]
             if isinstance(recipes, list):  # a list of recipe strings: name them by themselves
-                recipes = {r or BASELINE: r for r in recipes}
+                recipes = {r or BASELINE_RECIPE: r for r in recipes}
             flat, only = {}, dict(values.get("recipe_targets") or {})
             per_model = dict(values.get("recipe_models") or {})
             for name, entry in recipes.items():

@@ -1,11 +1,11 @@
-"""Render lists of :class:`~edgesmith.records.ResultRecord` into the accuracy / size / latency report.
+"""Render lists of :class:`~edgesmith.core.records.ResultRecord` into the accuracy / size / latency report.
 
 Nothing here measures or re-derives a number: every figure comes from a record. The
 only computed columns are ratios between records (size vs the float baseline,
 accuracy delta, speedup) and the Pareto front.
 
 Example:
-    >>> from edgesmith.records import ResultRecord
+    >>> from edgesmith.core.records import ResultRecord
     >>> recs = [ResultRecord(model="m", family="cnn", recipe="baseline", format="tflite",
     ...                      quant="none", size_bytes=400, accuracy=0.9),
     ...         ResultRecord(model="m", family="cnn", recipe="baseline", format="tflite",
@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgesmith.fileio import write_text
-from edgesmith.records import ResultRecord
-
-BASELINE_RECIPE = "baseline"
+from edgesmith.core.fileio import write_text
+from edgesmith.core.records import ResultRecord
+from edgesmith.core.tables import BASELINE_RECIPE
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Checks here are cheap and import no runtime (they look for installed packages and shared
 libraries), so listing or skipping a backend never loads a native library. The runner that
 actually opens a model makes the final check and raises
-:class:`~edgesmith.errors.BackendUnavailableError` with the same kind of message.
+:class:`~edgesmith.core.errors.BackendUnavailableError` with the same kind of message.
 
 Example:
     >>> parse_backend("external:/opt/libdelegate.so")
@@ -22,7 +22,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-from edgesmith.errors import ConfigError, UnknownNameError
+from edgesmith.core.errors import ConfigError, UnknownNameError
 
 
 @dataclass(frozen=True)

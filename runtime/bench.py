@@ -41,14 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import (
+from edgesmith.core.errors import (
     BackendUnavailableError,
     ConfigError,
     DataError,
     EdgesmithError,
     ModelFileError,
 )
-from edgesmith.records import ResultRecord
+from edgesmith.core.records import ResultRecord
+from edgesmith.core.tables import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgesmith.runtime.backends import (
     BACKENDS,
     available_backends,
@@ -59,9 +60,6 @@ from edgesmith.runtime.backends import (
 from edgesmith.runtime.modelfile import ModelInfo, inspect_model
 from edgesmith.runtime.runners import Runner, TensorSpec, is_state_input, open_runner, quantize
 from edgesmith.runtime.sysinfo import environment, peak_rss_mb, rss_mb
-
-DEFAULT_RUNS = 100
-DEFAULT_WARMUP = 10
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
         >>> load_eval_set("/no/such.npz")
         Traceback (most recent call last):
         ...
-        edgesmith.errors.DataError: /no/such.npz: file not found: expected an .npz eval set with arrays x and y; write one with: edgesmith zoo export-eval NAME --out FILE.npz
+        edgesmith.core.errors.DataError: /no/such.npz: file not found: expected an .npz eval set with arrays x and y; write one with: edgesmith zoo export-eval NAME --out FILE.npz
     """
     path = Path(path)
     expected = "an .npz eval set with arrays x and y"
@@ -239,7 +237,7 @@ def eval_feeds(runner: Runner, arrays: Sequence[np.ndarray | None]) -> list[np.n
 
 def score(y: np.ndarray, outputs: np.ndarray) -> float:
     """Top-1 accuracy; a single output column is read as a probability (> 0.5 is class 1)."""
-    from edgesmith.metrics import accuracy
+    from edgesmith.core.metrics import accuracy
 
     outputs = (
         outputs.reshape(len(y), *outputs.shape[1:])

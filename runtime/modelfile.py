@@ -2,7 +2,7 @@
 
 Native loaders (the TFLite interpreter, ONNX Runtime) can crash the whole process on a
 malformed file. Everything here only reads bytes with bounds checks, so a broken file
-becomes a :class:`~edgesmith.errors.ModelFileError` naming the file and the problem:
+becomes a :class:`~edgesmith.core.errors.ModelFileError` naming the file and the problem:
 
 * the format comes from the content (the ``TFL3`` flatbuffer identifier, or an ONNX
   ``ModelProto`` in protobuf wire format), and a file whose name says otherwise (an ``.onnx``
@@ -30,9 +30,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgesmith.errors import ModelFileError
+from edgesmith.core.errors import ModelFileError
 
-FORMATS = ("tflite", "onnx")
 SUFFIXES = {".tflite": "tflite", ".lite": "tflite", ".onnx": "onnx", ".ort": "onnx"}
 
 # TensorType in tensorflow/lite/schema/schema.fbs, as NumPy dtype names (None: no NumPy twin).
@@ -108,7 +107,7 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         >>> inspect_model("/does/not/exist.tflite")
         Traceback (most recent call last):
         ...
-        edgesmith.errors.ModelFileError: /does/not/exist.tflite: file not found: expected a .tflite or .onnx model file; check the path
+        edgesmith.core.errors.ModelFileError: /does/not/exist.tflite: file not found: expected a .tflite or .onnx model file; check the path
     """
     path = Path(path)
     if not path.exists():

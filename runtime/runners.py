@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import BackendUnavailableError, ConfigError, ModelFileError
+from edgesmith.core.errors import BackendUnavailableError, ConfigError, ModelFileError
 from edgesmith.runtime.backends import (
     BACKENDS,
     EDGETPU_HELP,

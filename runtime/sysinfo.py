@@ -16,7 +16,7 @@ import sys
 from functools import lru_cache
 from typing import Any
 
-from edgesmith.records import library_versions
+from edgesmith.core.records import library_versions
 
 RUNTIME_PACKAGES = ("edgesmith", "numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime")
 

@@ -26,7 +26,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgesmith.errors import BackendUnavailableError
+from edgesmith.core.errors import BackendUnavailableError
 
 SWIFTSHADER_ICDS = (
     "/usr/lib/chromium/vk_swiftshader_icd.json",  # Debian and Ubuntu's chromium

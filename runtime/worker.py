@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgesmith import errors
-from edgesmith.errors import EdgesmithError, ModelFileError
-from edgesmith.records import ResultRecord
+from edgesmith.core import errors
+from edgesmith.core.errors import EdgesmithError, ModelFileError
+from edgesmith.core.records import ResultRecord
 
 
 def benchmark_in_child(
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     """The child: read the request, benchmark, write the record or the error."""
     request_file, result_file = (argv if argv is not None else sys.argv[1:])[:2]
     request = json.loads(Path(request_file).read_text(encoding="utf-8"))
-    from edgesmith.fileio import write_json
+    from edgesmith.core.fileio import write_json
     from edgesmith.runtime.bench import benchmark
 
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgesmith.errors import ConfigError, UnknownNameError
+from edgesmith.core.errors import ConfigError, UnknownNameError
 from edgesmith.zoo.tfkeras import keras
 
 ARCHITECTURES = ("cnn", "dscnn", "lstm", "transformer")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ConfigError, DataError, UnknownNameError
+from edgesmith.core.errors import ConfigError, DataError, UnknownNameError
 
 SPLITS = ("train", "val", "test", "all")
 DATA_ENV = "EDGESMITH_DATA"

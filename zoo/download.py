@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edgesmith.errors import DataError
+from edgesmith.core.errors import DataError
 
 __all__ = ["download"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ConfigError
-from edgesmith.fileio import atomic_path
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.fileio import atomic_path
 from edgesmith.zoo.datasets import DatasetSplits, load_dataset
 from edgesmith.zoo.store import ModelStore, StoredModel, load_model_folder
 

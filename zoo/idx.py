@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesmith.errors import DataError
+from edgesmith.core.errors import DataError
 
 __all__ = ["find_idx_pairs", "load_idx_pair", "read_idx", "write_idx"]
 

@@ -15,7 +15,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgesmith.errors import UnknownNameError
+from edgesmith.core.errors import UnknownNameError
 
 # Keras layer classes that make a model recurrent (the ``lstm`` family), by class name.
 RECURRENT_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"})

@@ -1,7 +1,7 @@
 """The model store: one folder per trained model with the model, its card and preprocessing.
 
 Layout of ``<root>/<name>/``: ``model.keras`` (Keras 2 format), ``card.json`` (a
-:class:`~edgesmith.records.ModelCard`) and ``preprocessing.json`` (what turned data
+:class:`~edgesmith.core.records.ModelCard`) and ``preprocessing.json`` (what turned data
 files into model inputs, fitted on the training split). The root defaults to
 ``$EDGESMITH_HOME/models`` or the user cache (``~/.cache/edgesmith/models``).
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgesmith.errors import StoreError
-from edgesmith.fileio import atomic_path, read_json, write_json
-from edgesmith.records import ModelCard
+from edgesmith.core.errors import StoreError
+from edgesmith.core.fileio import atomic_path, read_json, write_json
+from edgesmith.core.records import ModelCard
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
@@ -100,7 +100,7 @@ def load_model_folder(folder: str | os.PathLike[str]) -> StoredModel:
 
 def load_keras_model(path: str | os.PathLike[str]) -> Any:
     """Load a Keras 2 model file with the zoo's custom layers, with a clear error if broken."""
-    from edgesmith.errors import ModelFileError
+    from edgesmith.core.errors import ModelFileError
     from edgesmith.zoo.layers import custom_objects
     from edgesmith.zoo.tfkeras import keras
 

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def tf() -> ModuleType:
     """Import and return ``tensorflow`` with Keras 2 selected."""
-    from edgesmith.errors import ConfigError
+    from edgesmith.core.errors import ConfigError
 
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise ConfigError(
@@ -71,7 +71,7 @@ def set_seed(seed: int) -> None:
 
 
 def _missing(package: str, exc: ImportError) -> Exception:
-    from edgesmith.errors import EdgesmithError
+    from edgesmith.core.errors import EdgesmithError
 
     return EdgesmithError(
         f"{package} is not installed ({exc})",

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import ConfigError
-from edgesmith.metrics import classification_metrics
-from edgesmith.records import ModelCard, command_line, library_versions
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.metrics import classification_metrics
+from edgesmith.core.records import ModelCard, command_line, library_versions
 from edgesmith.zoo.datasets import DatasetSplits, load_dataset
 from edgesmith.zoo.registry import ModelSpec, TrainConfig, get_spec
 from edgesmith.zoo.store import ModelStore

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesmith.errors import DataError
+from edgesmith.core.errors import DataError
 
 __all__ = ["parse_fsdd_name", "read_wav", "write_wav"]
 

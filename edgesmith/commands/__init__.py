@@ -56,7 +56,7 @@ def emit_json(result: dict[str, Any], path: str | None) -> None:
     """Print ``result``; also write it to ``path`` (atomically) when given."""
     text = json.dumps(result, indent=2)
     if path:
-        from edgesmith.fileio import write_text
+        from edgesmith.core.fileio import write_text
 
         write_text(Path(path), text + "\n")
     print(text)

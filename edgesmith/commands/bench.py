@@ -132,7 +132,7 @@ def register(commands: Any) -> None:
 
 
 def _pairs(values: list[str], flag: str, *, bare: bool = False) -> dict[str, str]:
-    from edgesmith.errors import ConfigError
+    from edgesmith.core.errors import ConfigError
 
     pairs = {}
     for value in values:
@@ -146,7 +146,7 @@ def _pairs(values: list[str], flag: str, *, bare: bool = False) -> dict[str, str
 
 
 def _shapes(values: list[str]) -> dict[str, tuple[int, ...]]:
-    from edgesmith.errors import ConfigError
+    from edgesmith.core.errors import ConfigError
 
     shapes = {}
     for key, dims in _pairs(values, "--shape", bare=True).items():
@@ -277,7 +277,7 @@ def _bench(args: argparse.Namespace) -> int:
         if to_stdout:
             print(json.dumps(payload, indent=2, default=_jsonable))
         else:
-            from edgesmith.fileio import write_json
+            from edgesmith.core.fileio import write_json
 
             write_json(args.json, payload)
             err.print(f"wrote {len(data)} record{'s' if len(data) != 1 else ''} to {args.json}")

@@ -66,7 +66,7 @@ def _compress(args: argparse.Namespace) -> int:
     from edgesmith.compress.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)  # a bad recipe fails before TensorFlow loads
-    from edgesmith.compress.pipeline import compress_model
+    from edgesmith.compress.recipe_runner import compress_model
     from edgesmith.console import err, out, table
 
     card = compress_model(

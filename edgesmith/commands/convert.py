@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from edgesmith.commands import command, data_dir_option, emit_json, pct, store_option
+from edgesmith.core.tables import FORMATS, QUANT_MODES
 
 
 def register(commands: Any) -> None:
@@ -28,11 +29,11 @@ def register(commands: Any) -> None:
         "--eval test.npz --out model.tflite",
     )
     sub.add_argument("model", metavar="MODEL", help="zoo name, model folder or Keras model file")
-    sub.add_argument("--format", required=True, choices=("tflite", "onnx"))
+    sub.add_argument("--format", required=True, choices=FORMATS)
     sub.add_argument(
         "--quant",
         default="none",
-        choices=("none", "fp16", "dynamic", "int8", "int16x8"),
+        choices=QUANT_MODES,
         help="none (float32), fp16, dynamic (int8 weights), int8 (full integer, int8 in/out), "
         "int16x8 (16-bit activations; tflite only). Default: none",
     )
@@ -135,7 +136,7 @@ def _convert(args: argparse.Namespace) -> int:
         max_mean_abs_diff=args.max_mean_abs_diff,
         seed=args.seed,
     )  # validated before TensorFlow loads: impossible requests fail in milliseconds
-    from edgesmith.convert.pipeline import convert_model
+    from edgesmith.convert.converter import convert_model
 
     result = convert_model(
         args.model,

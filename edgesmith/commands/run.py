@@ -56,8 +56,8 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from edgesmith.console import err, progress_bar
-    from edgesmith.pipeline import run_plan
     from edgesmith.plan import Plan, load_plan
+    from edgesmith.plan_runner import run_plan
 
     data = load_plan(args.plan).to_dict() if args.plan else {}
     overrides = {
@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.runs is not None:
         data["bench"] = {**data.get("bench", {}), "runs": args.runs}
     if "models" not in data:
-        from edgesmith.errors import ConfigError
+        from edgesmith.core.errors import ConfigError
 
         raise ConfigError("no models", expected="--plan PLAN.yaml or --models NAME ...")
     plan = Plan.from_dict(data)

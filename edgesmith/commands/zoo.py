@@ -170,7 +170,7 @@ def _zoo_train(args: argparse.Namespace) -> int:
     columns = list(row)
     out.print(table("trained models (accuracy on each model's test split)", columns, rows))
     if args.report:
-        from edgesmith.fileio import write_text
+        from edgesmith.core.fileio import write_text
 
         text = "# edgesmith zoo\n\nAccuracy on each model's own test split.\n\n"
         write_text(args.report, text + markdown_table(columns, rows))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-FAMILIES = ("cnn", "lstm", "transformer")
+from edgesmith.core.tables import FAMILIES
 
 # Small but not trivial: every kernel has an input size that is a multiple of 4 (except
 # the CNN's first conv, which reads one channel) so that 2:4 structure applies.

@@ -9,7 +9,7 @@ import pytest
 
 from edgesmith.cli import main
 from edgesmith.compress.recipe import load_recipe, parse_recipe
-from edgesmith.records import ModelCard
+from edgesmith.core.records import ModelCard
 from tests.conftest import FAMILY_MODELS
 
 # One recipe per family so that every technique goes through the CLI once.

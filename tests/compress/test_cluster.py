@@ -6,7 +6,7 @@ import pytest
 
 from edgesmith.compress import cluster, prune
 from edgesmith.compress.measure import weight_summary
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 from tests.compress.conftest import FAMILIES, custom_layer_model
 
 MUST_CLUSTER = {

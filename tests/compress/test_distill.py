@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgesmith.compress import distill
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 from tests.compress.conftest import FAMILIES
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from edgesmith.compress import prune
 from edgesmith.compress.measure import layer_kernels, m_by_n_groups, weight_summary
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 from tests.compress.conftest import FAMILIES, custom_layer_model
 
 # The layers each family must have pruned: Conv, Dense, LSTM kernels, the Transformer's

@@ -8,8 +8,8 @@ import pytest
 from edgesmith.compress import prune, qat
 from edgesmith.compress.int8 import int8_report, tflite_predict, to_int8_tflite
 from edgesmith.compress.measure import weight_summary
-from edgesmith.errors import ConfigError
-from edgesmith.metrics import accuracy
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.metrics import accuracy
 from tests.compress.conftest import FAMILIES, custom_layer_model
 
 # Layers tfmot's default scheme refuses and edgesmith's quantize configs cover.

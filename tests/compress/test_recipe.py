@@ -14,7 +14,7 @@ from edgesmith.compress.distill import DistillConfig
 from edgesmith.compress.prune import PruneConfig
 from edgesmith.compress.qat import QATConfig
 from edgesmith.compress.recipe import STEPS, Recipe, load_recipe, parse_recipe
-from edgesmith.errors import ConfigError, DataError, UnknownNameError
+from edgesmith.core.errors import ConfigError, DataError, UnknownNameError
 
 RECIPES = [
     "prune:sparsity=0.8,schedule=poly+qat:epochs=2",

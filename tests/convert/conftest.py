@@ -21,7 +21,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Each model is trained for two epochs on the digits training split: enough to be far
     above chance so that top-1 agreement is meaningful, small enough to convert in seconds.
     """
-    from edgesmith.records import ModelCard
+    from edgesmith.core.records import ModelCard
     from edgesmith.zoo.builders import build_model
     from edgesmith.zoo.datasets import load_dataset
     from edgesmith.zoo.store import ModelStore

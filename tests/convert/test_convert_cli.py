@@ -9,7 +9,7 @@ import pytest
 
 from edgesmith.cli import main
 from edgesmith.convert.config import ConversionConfig
-from edgesmith.errors import ConfigError
+from edgesmith.core.errors import ConfigError
 
 FAST = ["--eval-samples", "64", "--calibration-samples", "64"]
 
@@ -116,7 +116,7 @@ def test_bare_file_with_calibration_and_eval_files(bare_keras_file, capsys):
 
 
 def test_bare_file_without_data_checks_parity_on_random_inputs(bare_keras_file):
-    from edgesmith.convert.pipeline import convert_model
+    from edgesmith.convert.converter import convert_model
 
     out = bare_keras_file.with_suffix(".onnx")
     result = convert_model(bare_keras_file, out=out, config=ConversionConfig(format="onnx"))

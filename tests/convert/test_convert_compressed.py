@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgesmith.convert.config import ConversionConfig
-from edgesmith.convert.pipeline import convert_model
+from edgesmith.convert.converter import convert_model
 
 
 def _save_folder(model, source_folder, dest_root, name):

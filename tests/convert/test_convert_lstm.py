@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgesmith.convert.config import ConversionConfig
-from edgesmith.convert.pipeline import convert_model
+from edgesmith.convert.converter import convert_model
 from edgesmith.convert.tflite import LSTM_FLOAT_GATE_OPS
 from edgesmith.convert.tflite_graph import read_graph
 
@@ -77,7 +77,7 @@ def test_fused_lstm_carries_state_between_invocations(tiny_models, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_lstm_dynamic_batch_request(tiny_models, tmp_path, fmt):
-    from edgesmith.errors import ConfigError
+    from edgesmith.core.errors import ConfigError
 
     config = ConversionConfig(format=fmt, lstm="fused", batch_size=None, eval_samples=32)
     if fmt == "tflite":
@@ -89,7 +89,7 @@ def test_lstm_dynamic_batch_request(tiny_models, tmp_path, fmt):
 
 
 def test_lstm_int8_all_ops_is_opt_in_and_recorded(tiny_models, tmp_path):
-    from edgesmith.errors import ConfigError
+    from edgesmith.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lstm_int8"):
         ConversionConfig(quant="int8", lstm_int8="int4")

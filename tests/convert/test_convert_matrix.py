@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgesmith.convert.config import DEFAULT_TOLERANCES, FORMAT_QUANT, ConversionConfig
-from edgesmith.convert.pipeline import convert_model
-from edgesmith.records import ResultRecord
+from edgesmith.convert.converter import convert_model
+from edgesmith.core.records import ResultRecord
 
 CASES = [(fmt, quant) for fmt, modes in FORMAT_QUANT.items() for quant in modes]
 FAST = {"calibration_samples": 64, "eval_samples": 96}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgesmith.cache import StageCache
-from edgesmith.errors import ConfigError, EdgesmithError, UnknownNameError
+from edgesmith.core.errors import ConfigError, EdgesmithError, UnknownNameError
 from edgesmith.plan import Plan, Target, load_plan
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from edgesmith.records import ResultRecord
+from edgesmith.core.records import ResultRecord
 from edgesmith.report import baseline_of, group_variants, model_table, pareto_front, write_report
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgesmith.cli import main
-from edgesmith.errors import ConfigError, DataError, ModelFileError
+from edgesmith.core.errors import ConfigError, DataError, ModelFileError
 from edgesmith.runtime.bench import benchmark, latency_stats, load_eval_set, timed_runs
 from tests.runtime.conftest import edgesmith
 

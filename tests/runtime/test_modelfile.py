@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgesmith.cli import main
-from edgesmith.errors import EdgesmithError, ModelFileError
+from edgesmith.core.errors import EdgesmithError, ModelFileError
 from edgesmith.runtime.modelfile import inspect_model
 from tests.runtime.conftest import edgesmith
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from edgesmith.errors import BackendUnavailableError, ConfigError, UnknownNameError
+from edgesmith.core.errors import BackendUnavailableError, ConfigError, UnknownNameError
 from edgesmith.runtime.runners import Runner, TensorSpec, dequantize, open_runner, quantize
 
 

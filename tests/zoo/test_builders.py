@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgesmith.errors import ConfigError, UnknownNameError
+from edgesmith.core.errors import ConfigError, UnknownNameError
 from edgesmith.zoo.builders import build_model
 
 CASES = {

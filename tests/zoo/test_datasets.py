@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgesmith.errors import ConfigError, DataError, UnknownNameError
+from edgesmith.core.errors import ConfigError, DataError, UnknownNameError
 from edgesmith.zoo.datasets import load_dataset, read_sms_collection, tokenize
 from edgesmith.zoo.idx import write_idx
 from edgesmith.zoo.wav import write_wav

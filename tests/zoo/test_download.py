@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgesmith.errors import DataError
+from edgesmith.core.errors import DataError
 from edgesmith.zoo.download import download
 
 PAYLOAD = b"edgesmith test payload\n" * 1000

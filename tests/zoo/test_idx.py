@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgesmith.errors import DataError
+from edgesmith.core.errors import DataError
 from edgesmith.zoo.idx import find_idx_pairs, load_idx_pair, read_idx, write_idx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgesmith.errors import StoreError
+from edgesmith.core.errors import StoreError
 from edgesmith.zoo.store import ModelStore
 from edgesmith.zoo.train import train_zoo_model
 from tests.conftest import FAMILY_MODELS

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgesmith.errors import DataError
+from edgesmith.core.errors import DataError
 from edgesmith.zoo.wav import parse_fsdd_name, read_wav, write_wav
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ The output folder has the model store's layout, so ``edgesmith zoo eval DIR`` an
   ``steps`` (what each step did and measured) and ``parent`` (the parent's card).
 
 Example:
-    >>> from edgesmith.compress.pipeline import compress_model
+    >>> from edgesmith.compress.recipe_runner import compress_model
     >>> card = compress_model("cnn-digits", "prune:sparsity=0.8", out="out/cnn")  # doctest: +SKIP
     >>> round(card.sparsity, 2)  # doctest: +SKIP
     0.8
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.compress.recipe import Recipe, load_recipe
-from edgesmith.errors import ConfigError, ModelFileError
-from edgesmith.records import ModelCard, command_line, library_versions
+from edgesmith.core.errors import ConfigError, ModelFileError
+from edgesmith.core.records import ModelCard, command_line, library_versions
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.store import StoredModel
 
@@ -104,7 +104,7 @@ def require_tensorboard() -> None:
     import importlib.util
 
     if importlib.util.find_spec("tensorboard") is None:
-        from edgesmith.errors import BackendUnavailableError
+        from edgesmith.core.errors import BackendUnavailableError
 
         raise BackendUnavailableError(
             "--logdir: the tensorboard package is not installed",
@@ -228,7 +228,7 @@ def save_folder(
     out: str | os.PathLike[str],
 ) -> Path:
     """Write the output folder atomically (card.json last); a QAT model is checked on reload."""
-    from edgesmith.fileio import atomic_path, write_json, write_text
+    from edgesmith.core.fileio import atomic_path, write_json, write_text
     from edgesmith.zoo.store import CARD_FILE, MODEL_FILE, PREPROCESSING_FILE
 
     out = Path(out)
@@ -265,7 +265,7 @@ def _check_reload(model: Any, path: Path, card: CompressionCard) -> None:
 
 
 def _card_dict(stored: StoredModel) -> dict[str, Any]:
-    from edgesmith.fileio import read_json
+    from edgesmith.core.fileio import read_json
     from edgesmith.zoo.store import CARD_FILE
 
     path = Path(stored.path) / CARD_FILE

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgesmith.pipeline import records_from_jsonl, run_plan
 from edgesmith.plan import Plan
+from edgesmith.plan_runner import records_from_jsonl, run_plan
 
 PLAN = {
     "models": ["cnn-digits"],
@@ -83,13 +83,13 @@ def test_changing_one_recipe_recomputes_only_its_dependents(first_run, tiny_stor
 def test_a_missing_accelerator_is_a_note_with_the_offline_analysis(
     first_run, tiny_store, monkeypatch
 ):
-    import edgesmith.pipeline as pipeline
+    import edgesmith.plan_runner as plan_runner
 
     out, _ = first_run
     # Whether this machine has a Coral or not, the test sees one that has none.
-    real = pipeline._unavailable
+    real = plan_runner._unavailable
     monkeypatch.setattr(
-        pipeline,
+        plan_runner,
         "_unavailable",
         lambda backend: "libedgetpu.so.1 was not found" if backend == "edgetpu" else real(backend),
     )

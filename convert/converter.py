@@ -6,7 +6,7 @@ set when the check failed.
 
 Example:
     >>> from edgesmith.convert.config import ConversionConfig
-    >>> from edgesmith.convert.pipeline import convert_model
+    >>> from edgesmith.convert.converter import convert_model
     >>> result = convert_model("lstm-digits", out="lstm.tflite",
     ...                        config=ConversionConfig(quant="int8"))  # doctest: +SKIP
     >>> result.record.parity["ok"], result.record.notes[0][:5]  # doctest: +SKIP
@@ -28,9 +28,9 @@ from edgesmith.convert.config import ConversionConfig
 from edgesmith.convert.parity import ParityError, compare, predict_file
 from edgesmith.convert.sizes import file_sizes, parameter_counts
 from edgesmith.convert.source import Source, load_source
-from edgesmith.errors import ConfigError
-from edgesmith.fileio import atomic_path, write_json
-from edgesmith.records import ResultRecord, library_versions
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.fileio import atomic_path, write_json
+from edgesmith.core.records import ResultRecord, library_versions
 
 VERSION_PACKAGES = (
     "tensorflow",
@@ -180,7 +180,7 @@ def convert_model(
         accuracy = None
         reference_accuracy = None
         if y_eval is not None:
-            from edgesmith.metrics import accuracy as top1
+            from edgesmith.core.metrics import accuracy as top1
 
             accuracy = top1(y_eval, outputs)
             reference_accuracy = top1(y_eval, reference)

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-FAMILIES = ("cnn", "lstm", "transformer")
-
 
 @dataclass(frozen=True)
 class ModelCard:

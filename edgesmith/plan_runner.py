@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.cache import StageCache
-from edgesmith.errors import EdgesmithError
-from edgesmith.fileio import read_json, write_json
-from edgesmith.plan import BASELINE, Plan, Target
-from edgesmith.records import ResultRecord
+from edgesmith.core.errors import EdgesmithError
+from edgesmith.core.fileio import read_json, write_json
+from edgesmith.core.records import ResultRecord
+from edgesmith.core.tables import BASELINE_RECIPE
+from edgesmith.plan import Plan, Target
 
 RECORD_FILE = "record.json"
 
@@ -69,7 +70,7 @@ def run_plan(
 
     out = Path(out)
     cache = StageCache(out / "stages")
-    runner = _Runner(plan, cache, store, on_stage or (lambda _stage: None))
+    runner = PlanRunner(plan, cache, store, on_stage or (lambda _stage: None))
     with cache.exclusive():
         records = list(runner.records())
         write_json(out / "plan.json", plan.to_dict())
@@ -77,7 +78,7 @@ def run_plan(
     return RunSummary(records, report, runner.computed)
 
 
-class _Runner:
+class PlanRunner:
     def __init__(
         self, plan: Plan, cache: StageCache, store: Any, on_stage: Callable[[str], None]
     ) -> None:
@@ -106,13 +107,13 @@ class _Runner:
         card = train_zoo_model(name, data_dir=self.plan.data_dir, store=self.store)
         # Retraining a zoo model changes its card, so everything downstream is rebuilt.
         key = StageCache.key("train", card.to_dict())
-        return _Model(name, BASELINE, self.store.path(name), key)
+        return _Model(name, BASELINE_RECIPE, self.store.path(name), key)
 
     def compress(self, parent: _Model, recipe_name: str, recipe: str) -> _Model:
-        if recipe_name == BASELINE or not recipe.strip():
+        if recipe_name == BASELINE_RECIPE or not recipe.strip():
             return parent
-        from edgesmith.compress.pipeline import compress_model
         from edgesmith.compress.recipe import parse_recipe
+        from edgesmith.compress.recipe_runner import compress_model
 
         steps = parse_recipe(recipe).to_dict()
         key = StageCache.key("compress", steps, upstream=[parent.key])
@@ -128,7 +129,7 @@ class _Runner:
 
     def convert(self, model: _Model, target: Target) -> tuple[Path, str]:
         from edgesmith.convert.config import ConversionConfig
-        from edgesmith.convert.pipeline import convert_model
+        from edgesmith.convert.converter import convert_model
 
         config = ConversionConfig(
             format=target.format,
@@ -228,7 +229,7 @@ class _Runner:
             try:
                 parent = self.train(name)
             except Exception as exc:  # one broken model must not stop the others
-                yield ResultRecord(model=name, recipe=BASELINE, error=_describe(exc))
+                yield ResultRecord(model=name, recipe=BASELINE_RECIPE, error=_describe(exc))
                 continue
             for recipe_name in self.plan.recipes:
                 recipe = self.plan.recipe_for(recipe_name, name)

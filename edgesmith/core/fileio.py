@@ -70,7 +70,7 @@ def write_json(dest: str | os.PathLike[str], data: Any) -> Path:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, raising a clear error naming the file when it is broken."""
-    from edgesmith.errors import DataError
+    from edgesmith.core.errors import DataError
 
     path = Path(path)
     try:
