@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export EDGESMITH_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo demo-real test test-system-deps lint format venv clean
+.PHONY: demo demo-real test test-fast contracts test-system-deps lint format venv clean
 
 venv: $(STAMP)
 
@@ -50,8 +50,21 @@ test-system-deps:
 	  fi; \
 	fi
 
-test: $(STAMP) test-system-deps
-	$(BIN)/python -m pytest
+# Tests run on every core (pytest-xdist; a test file stays on one worker so that its
+# module fixtures are built once). The import contracts run first: a layering violation
+# fails the build before any test.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+test: $(STAMP) test-system-deps contracts
+	$(PYTEST)
+
+# The inner loop: everything but the tests that train models or build virtual environments.
+test-fast: $(STAMP) contracts
+	$(PYTEST) -m "not slow and not venv"
+
+contracts: $(STAMP)
+	$(BIN)/python tools/check_imports.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

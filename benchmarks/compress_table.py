@@ -5,8 +5,9 @@ demand into ``--store``), it runs the recipes below through ``edgesmith compress
 measures each result on the model's test split:
 
 * ``prune``: 80% sparsity (polynomial decay), target within 1 pt of the float model;
-* ``qat``: the QAT model converted to full-int8 TFLite (``tf.lite.TFLiteConverter``) and
-  run with LiteRT, target within 0.5 pt of float;
+* ``qat``: the QAT model converted to full-int8 TFLite by ``edgesmith convert``'s path
+  (``edgesmith.convert.convert_keras``, ``--quant int8``) and run with LiteRT, target
+  within 0.5 pt of float;
 * ``prune+cluster``: 80% sparsity then 16 clusters, target within 1 pt.
 
 Distillation is measured over several seeds by ``benchmarks/distill_table.py``.
@@ -143,19 +144,29 @@ def measure(
 
 
 def int8_accuracy(folder: Path, args: Any) -> dict[str, Any]:
-    """Convert the QAT model in ``folder`` to full-int8 TFLite and measure it on the test split."""
-    from edgesmith.compress.int8 import int8_report, tflite_predict, to_int8_tflite
+    """Convert the QAT model in ``folder`` to full-int8 TFLite and measure it on the test split.
+
+    The file is what ``edgesmith convert FOLDER --quant int8`` writes (learned ranges, the
+    rest calibrated on training samples, every op int8), run on LiteRT by the runtime.
+    """
+    from edgesmith.convert import convert_keras
+    from edgesmith.convert.config import ConversionConfig
+    from edgesmith.convert.parity import predict_file
+    from edgesmith.convert.tflite import int8_report
     from edgesmith.core.metrics import accuracy
     from edgesmith.zoo.evaluate import data_for
     from edgesmith.zoo.store import load_model_folder
 
     stored = load_model_folder(folder)
     data = data_for(stored, data_dir=args.data_dir)
-    blob = to_int8_tflite(stored.model, data.x_train)
-    (folder / "model_int8.tflite").write_bytes(blob)
+    blob = convert_keras(
+        stored.model, ConversionConfig(quant="int8"), data.x_train, qat=stored.card.qat
+    )
+    path = folder / "model_int8.tflite"
+    path.write_bytes(blob)
     report = int8_report(blob)
     return {
-        "int8_accuracy": accuracy(data.y_test, tflite_predict(blob, data.x_test)),
+        "int8_accuracy": accuracy(data.y_test, predict_file(path, data.x_test)),
         "int8_bytes": len(blob),
         "int8_float_ops": report["float_ops"],
     }

@@ -16,17 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-MODES = [
-    ("tflite", "none"),
-    ("tflite", "fp16"),
-    ("tflite", "dynamic"),
-    ("tflite", "int8"),
-    ("tflite", "int16x8"),
-    ("onnx", "none"),
-    ("onnx", "fp16"),
-    ("onnx", "dynamic"),
-    ("onnx", "int8"),
-]
+from edgesmith.core.tables import FORMAT_QUANT
+
+MODES = [(fmt, quant) for fmt, modes in FORMAT_QUANT.items() for quant in modes]
 COLUMNS = [
     "model",
     "format",

@@ -82,6 +82,7 @@ def measure(teacher: str, recipe: str, seed: int, args: Any) -> dict[str, Any]:
     """One distillation with its scratch baseline, through the library's own entry points."""
     from edgesmith.compress import distill
     from edgesmith.compress.recipe import parse_recipe
+    from edgesmith.compress.step import StepContext
     from edgesmith.zoo.evaluate import data_for, open_model
     from edgesmith.zoo.store import ModelStore
     from edgesmith.zoo.train import evaluate_model, train_zoo_model
@@ -92,8 +93,9 @@ def measure(teacher: str, recipe: str, seed: int, args: Any) -> dict[str, Any]:
     data = data_for(stored, data_dir=args.data_dir)
     (config,) = parse_recipe(recipe).steps
     started = time.perf_counter()
-    result = distill.run(stored.model, data, config, seed=seed)
-    student_data = distill.relayout(data, result["layout"])
+    step = distill.run(stored.model, data, config, StepContext(seed=seed))
+    result = {**step.details, "model": step.model}
+    student_data = step.data  # the data as the student reads it
     return {
         "teacher": teacher,
         "teacher_accuracy": result["teacher_accuracy"],

@@ -1,88 +1,66 @@
 """Make the model files the benchmarks run: zoo models as .tflite (float32, int8), .onnx, eval sets.
 
-This is a stand-in converter for the benchmarks only (the project's own converter lives in
-``edgesmith.convert``): it trains the zoo models that are not stored yet (``edgesmith zoo
-train``'s store and defaults), converts each at batch 1, as on a device, and writes the
-test split with ``zoo export-eval``. Needs the full install (TensorFlow, tf2onnx).
+It trains the zoo models that are not stored yet (``edgesmith zoo train``'s store and
+defaults), converts each at batch 1, as on a device, with ``edgesmith convert``'s own path
+(``edgesmith.convert.convert_keras``: the bytes ``edgesmith convert`` writes, without its
+parity check), and writes the test split with ``zoo export-eval``. Needs the full install
+(TensorFlow, tf2onnx).
 
     python benchmarks/make_models.py --out reports/bench-models
     python benchmarks/make_models.py --out reports/bench-models cnn-digits dscnn-kws --data-dir ../shared/data
 
-Files per model NAME: NAME.tflite, NAME-int8.tflite (int8 inputs and outputs), NAME.onnx,
-NAME-unrolled.tflite for LSTMs (no variable tensors, so LiteRT's GPU path can load it),
-and NAME.npz (the test split).
+Files per model NAME:
+
+* NAME.tflite: float32 (``--lstm fused``: an LSTM is the fused UNIDIRECTIONAL_SEQUENCE_LSTM
+  op with its state in variable tensors, which the runners reset before every sample);
+* NAME-int8.tflite: full int8 with int8 inputs and outputs (``--quant int8 --lstm fused``),
+  calibrated on training samples; not for token-id models (the tables in README.md have
+  none; ``edgesmith convert --quant int8`` makes one with an int32 input);
+* NAME-unrolled.tflite for LSTMs: float32, unrolled (``--lstm unroll``): no variable
+  tensors, so LiteRT's GPU path can load it;
+* NAME.onnx: float32, opset 13 (``--format onnx --opset 13``);
+* NAME.npz: the test split.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 DEFAULT_MODELS = ("cnn-digits", "lstm-digits", "transformer-digits")
+ONNX_OPSET = 13  # the opset of the files measured in README.md
+
+
+def files(name: str, *, lstm: bool, tokens: bool) -> dict[str, dict[str, Any]]:
+    """File name -> the ConversionConfig fields it is converted with."""
+    result: dict[str, dict[str, Any]] = {f"{name}.tflite": {"lstm": "fused"}}
+    if not tokens:
+        result[f"{name}-int8.tflite"] = {"quant": "int8", "lstm": "fused"}
+    if lstm:
+        result[f"{name}-unrolled.tflite"] = {"lstm": "unroll"}
+    result[f"{name}.onnx"] = {"format": "onnx", "opset": ONNX_OPSET}
+    return result
 
 
 def convert(name: str, out: Path, *, store: str | None, data_dir: str | None) -> list[Path]:
+    from edgesmith.convert import convert_keras
+    from edgesmith.convert.config import ConversionConfig
     from edgesmith.zoo.evaluate import data_for, export_eval
     from edgesmith.zoo.store import ModelStore
-    from edgesmith.zoo.tfkeras import keras, tf
     from edgesmith.zoo.train import train_zoo_model
 
-    tf, keras = tf(), keras()
     store = ModelStore(store)
     train_zoo_model(name, data_dir=data_dir, store=store)
     stored = store.load(name)
     model = stored.model
     x_train, _ = data_for(stored, data_dir=data_dir).split("train")
-    dtype = model.inputs[0].dtype
+    lstm = any(type(layer).__name__ == "LSTM" for layer in model.layers)
     written = []
-
-    def concrete(keras_model):
-        spec = tf.TensorSpec([1, *keras_model.input_shape[1:]], dtype)
-        return tf.function(lambda x: keras_model(x)).get_concrete_function(spec)
-
-    def save(path: Path, blob: bytes) -> None:
-        path.write_bytes(blob)
+    for file_name, fields in files(name, lstm=lstm, tokens=stored.card.layout == "tokens").items():
+        path = out / file_name
+        path.write_bytes(convert_keras(model, ConversionConfig(**fields), x_train))
         written.append(path)
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete(model)], model)
-    save(out / f"{name}.tflite", converter.convert())
-
-    if stored.card.layout != "tokens":  # token ids are indices, not values to quantize
-
-        def representative():
-            for sample in x_train[:200]:
-                yield [sample[None].astype(np.float32)]
-
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete(model)], model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        save(out / f"{name}-int8.tflite", converter.convert())
-
-    if any(isinstance(layer, keras.layers.LSTM) for layer in model.layers):
-
-        def unrolled(layer):
-            config = layer.get_config()
-            if isinstance(layer, keras.layers.LSTM):
-                config["unroll"] = True
-            return layer.__class__.from_config(config)
-
-        clone = keras.models.clone_model(model, clone_function=unrolled)
-        clone.set_weights(model.get_weights())
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete(clone)], clone)
-        save(out / f"{name}-unrolled.tflite", converter.convert())
-
-    import tf2onnx
-
-    spec = (tf.TensorSpec([1, *model.input_shape[1:]], dtype, name="x"),)
-    tf2onnx.convert.from_keras(
-        model, input_signature=spec, opset=13, output_path=str(out / f"{name}.onnx")
-    )
-    written.append(out / f"{name}.onnx")
     export_eval(name, out=out / f"{name}.npz", data_dir=data_dir, store=store, split="test")
     written.append(out / f"{name}.npz")
     return written

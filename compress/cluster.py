@@ -9,7 +9,7 @@ Example:
     >>> from edgesmith.compress.cluster import ClusterConfig
     >>> ClusterConfig(clusters=16, init="linear").to_text()
     'cluster:init=linear'
-    >>> # clustered = apply(model, data, ClusterConfig(clusters=16))
+    >>> # clustered = run(model, data, ClusterConfig(clusters=16)).model
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from edgesmith.compress.config import (
-    StepConfig,
-    check_choice,
-    check_finetune,
-    check_range,
-    check_regex,
-)
-from edgesmith.compress.layers import (
+from edgesmith.compress.layer_plan import (
     LEFT_DENSE,
     LayerPlan,
     is_excluded,
     kernels,
     layer_class,
     model_layers,
+)
+from edgesmith.compress.step import (
+    StepConfig,
+    StepContext,
+    StepResult,
+    check_choice,
+    check_finetune,
+    check_range,
+    check_regex,
 )
 from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
@@ -119,38 +121,27 @@ def plan(model: Any, config: ClusterConfig) -> LayerPlan:
     return result
 
 
-def apply(
-    model: Any,
-    data: DatasetSplits,
-    config: ClusterConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    logdir: str | None = None,
-) -> Any:
-    """Cluster ``model``'s kernels (on a copy) and return it with wrappers stripped.
-
-    Example:
-        >>> from edgesmith.compress import cluster  # doctest: +SKIP
-        >>> clustered = cluster.apply(model, data, cluster.ClusterConfig(clusters=16))  # doctest: +SKIP
-    """
-    return run(model, data, config, seed=seed, batch_size=batch_size, logdir=logdir)["model"]
-
-
 def run(
     model: Any,
     data: DatasetSplits,
     config: ClusterConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    logdir: str | None = None,
-) -> dict[str, Any]:
-    """:func:`apply`, also returning the fine-tuning history and the layer plan."""
-    from edgesmith.compress.finetune import finetune, keep_zeros, tensorboard_callbacks
+    context: StepContext | None = None,
+) -> StepResult:
+    """Cluster the kernels of a copy of ``model``; wrappers are stripped.
+
+    The result names the clustered layers (``clustered``) and holds the layer plan.
+
+    Example:
+        >>> from edgesmith.compress import cluster  # doctest: +SKIP
+        >>> config = cluster.ClusterConfig(clusters=16)  # doctest: +SKIP
+        >>> clustered = cluster.run(model, data, config).model  # doctest: +SKIP
+    """
+    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, tensorboard_callbacks
     from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
     from edgesmith.zoo.tfkeras import set_seed, tfmot
+    from edgesmith.zoo.train import train_loop
 
+    context = context or StepContext()
     clustering = tfmot().clustering.keras
     init = getattr(clustering.CentroidInitialization, _TFMOT_INIT[config.init])
     layers_plan = plan(model, config)
@@ -177,19 +168,30 @@ def run(
             inner.get_clusterable_weights = lambda: [("depthwise_kernel", inner.depthwise_kernel)]
         return wrapper
 
-    set_seed(seed)  # kmeans++ and random initialisation draw random numbers
+    set_seed(context.seed)  # kmeans++ and random initialisation draw random numbers
     with tfmot_errors("cluster"):
         wrapped = rewrap(copy_model(model), wrap)
-        history = finetune(
+        callbacks = [
+            *keep_zeros(wrapped, skip=targets),
+            *tensorboard_callbacks(context.logdir, "train"),
+        ]
+        history = train_loop(
             wrapped,
             data,
             epochs=config.epochs,
             learning_rate=config.learning_rate,
-            batch_size=config.batch_size or batch_size,
-            description=f"cluster to {config.clusters} values",
-            seed=seed,
-            callbacks=[*keep_zeros(wrapped, skip=targets), *tensorboard_callbacks(logdir, "train")],
+            batch_size=config.batch_size or context.batch_size,
+            decay_floor=DECAY_FLOOR,
+            task=f"cluster to {config.clusters} values",
+            seed=context.seed,
+            progress=context.progress,
+            callbacks=callbacks,
             keep_best_from=0 if config.keep_best else None,
         )
         stripped = clustering.strip_clustering(wrapped)
-    return {"model": stripped, "history": history, "plan": layers_plan.to_dict()}
+    return StepResult(
+        stripped,
+        history,
+        {"plan": layers_plan.to_dict()},
+        clustered=tuple(layers_plan.targets),
+    )

@@ -21,7 +21,7 @@ Example:
     >>> from edgesmith.compress.distill import DistillConfig
     >>> DistillConfig(student="dscnn-kws", width=0.5, temperature=4).to_text()
     'distill:student=dscnn-kws,temperature=4'
-    >>> # student = apply(teacher, data, DistillConfig(student="dscnn-kws"))
+    >>> # student = run(teacher, data, DistillConfig(student="dscnn-kws")).model
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgesmith.compress.config import StepConfig, check_finetune, check_range
+from edgesmith.compress.step import (
+    Architecture,
+    StepConfig,
+    StepContext,
+    StepResult,
+    check_finetune,
+    check_range,
+)
 from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.registry import RECURRENT_LAYERS
@@ -107,40 +114,31 @@ class DistillConfig(StepConfig):
         check_finetune("distill", self.epochs, self.learning_rate, self.batch_size, min_epochs=1)
 
 
-def apply(
-    model: Any,
-    data: DatasetSplits,
-    config: DistillConfig,
-    *,
-    seed: int = 0,
-    teacher_builder: dict[str, Any] | None = None,
-) -> Any:
-    """The student trained by distillation from ``model`` (the teacher, left unchanged).
-
-    Example:
-        >>> from edgesmith.compress import distill  # doctest: +SKIP
-        >>> student = distill.apply(teacher, data, distill.DistillConfig(width=0.5))  # doctest: +SKIP
-    """
-    return run(model, data, config, seed=seed, teacher_builder=teacher_builder)["model"]
-
-
 def run(
     model: Any,
     data: DatasetSplits,
     config: DistillConfig,
-    *,
-    seed: int = 0,
-    teacher_builder: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """:func:`apply`, also returning the student's data layout, histories and the baseline.
+    context: StepContext | None = None,
+) -> StepResult:
+    """The student trained by distillation from ``model`` (the teacher, left unchanged).
 
-    ``teacher_builder`` is the teacher card's ``builder`` (architecture and options),
-    used when ``config.student`` is empty.
+    ``context.builder`` is the teacher's architecture (its card's ``builder`` plus
+    ``layout``), used when ``config.student`` is empty. The result carries the student's
+    architecture and the data in its layout; its details hold the budget, the teacher's
+    accuracy and, with ``baseline``, the accuracy of the same student trained from scratch.
+
+    Example:
+        >>> from edgesmith.compress import distill  # doctest: +SKIP
+        >>> config = distill.DistillConfig(width=0.5)  # doctest: +SKIP
+        >>> student = distill.run(teacher, data, config).model  # doctest: +SKIP
     """
-    from edgesmith.compress.finetune import finetune
+    from edgesmith.compress.finetune import DECAY_FLOOR
     from edgesmith.zoo.tfkeras import set_seed
-    from edgesmith.zoo.train import evaluate_model
+    from edgesmith.zoo.train import evaluate_model, train_loop
 
+    context = context or StepContext()
+    seed = context.seed
+    teacher_builder = dict(context.builder) if context.builder else None
     student_spec, build = _student_builder(config, data, teacher_builder)
     student_data = relayout(data, student_spec["layout"])
     epochs = config.epochs or student_spec["train"]["epochs"]
@@ -160,14 +158,16 @@ def run(
     recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in student.layers)
     clipnorm = RECURRENT_CLIPNORM if recurrent else None
     student_logits = logits_model(student)
-    history = finetune(
+    history = train_loop(
         student_logits,
         student_data,
         epochs=epochs,
         learning_rate=learning_rate,
         batch_size=batch_size,
-        description=f"distill into {student_spec['name']}",
+        decay_floor=DECAY_FLOOR,
+        task=f"distill into {student_spec['name']}",
         seed=seed,
+        progress=context.progress,
         loss=distillation_loss(config.temperature, config.alpha),
         metrics=[_label_accuracy(), _soft_loss(config.temperature)],
         y_train=_pack(data.y_train, soft_train),
@@ -175,9 +175,7 @@ def run(
         keep_best_from=0 if config.keep_best else None,
         clipnorm=clipnorm,
     )
-    result: dict[str, Any] = {
-        "model": student,
-        "history": history,
+    details: dict[str, Any] = {
         "layout": student_spec["layout"],
         "builder": student_spec["builder"],
         "student": student_spec["name"],
@@ -195,20 +193,34 @@ def run(
         set_seed(seed)
         scratch = build()
         scratch.set_weights(initial)  # the same starting point as the distilled student
-        scratch_history = finetune(
+        scratch_history = train_loop(
             scratch,
             student_data,
             epochs=epochs,
             learning_rate=learning_rate,
             batch_size=batch_size,
-            description=f"{student_spec['name']} from scratch",
+            decay_floor=DECAY_FLOOR,
+            task=f"{student_spec['name']} from scratch",
             seed=seed,
+            progress=context.progress,
             keep_best_from=0 if config.keep_best else None,
             clipnorm=clipnorm,
         )
-        result["scratch_accuracy"] = float(evaluate_model(scratch, student_data)["accuracy"])
-        result["scratch_history"] = scratch_history
-    return result
+        details["scratch_accuracy"] = float(evaluate_model(scratch, student_data)["accuracy"])
+        details["scratch_history"] = scratch_history
+    architecture = Architecture(
+        layout=student_spec["layout"],
+        builder=student_spec["builder"],
+        family=student_spec["family"],
+    )
+    return StepResult(
+        student,
+        history,
+        details,
+        data=student_data,
+        architecture=architecture,
+        clustered=(),  # a new model: nothing of it is clustered yet
+    )
 
 
 def distillation_loss(temperature: float, alpha: float) -> Any:

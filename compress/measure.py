@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.compress.layers import inner_layer, kernels, model_layers
+from edgesmith.compress.layer_plan import inner_layer, kernels, model_layers
 
 # tfmot's bookkeeping variables: not parameters of the model.
 _BOOKKEEPING = ("_min", "_max", "optimizer_step", "mask", "threshold", "pruning_step")

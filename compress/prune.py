@@ -12,7 +12,7 @@ Example:
     0.8
     >>> PruneConfig(structure="2:4").target_sparsity
     0.5
-    >>> # pruned = apply(model, data, PruneConfig(sparsity=0.8))   # a Keras model, wrappers stripped
+    >>> # pruned = run(model, data, PruneConfig(sparsity=0.8)).model   # wrappers stripped
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from edgesmith.compress.config import (
-    StepConfig,
-    check_choice,
-    check_finetune,
-    check_range,
-    check_regex,
-)
-from edgesmith.compress.layers import (
+from edgesmith.compress.layer_plan import (
     LEFT_DENSE,
     LayerPlan,
     is_excluded,
     kernels,
     layer_class,
     model_layers,
+)
+from edgesmith.compress.step import (
+    StepConfig,
+    StepContext,
+    StepResult,
+    check_choice,
+    check_finetune,
+    check_range,
+    check_regex,
 )
 from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
@@ -179,42 +181,31 @@ def plan(model: Any, config: PruneConfig) -> LayerPlan:
     return result
 
 
-def apply(
-    model: Any,
-    data: DatasetSplits,
-    config: PruneConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    logdir: str | None = None,
-) -> Any:
-    """Prune ``model`` (a copy: the input is left unchanged) and return it with wrappers stripped.
-
-    Example:
-        >>> from edgesmith.compress import prune  # doctest: +SKIP
-        >>> pruned = prune.apply(model, data, prune.PruneConfig(sparsity=0.8))  # doctest: +SKIP
-    """
-    return run(model, data, config, seed=seed, batch_size=batch_size, logdir=logdir)["model"]
-
-
 def run(
     model: Any,
     data: DatasetSplits,
     config: PruneConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    logdir: str | None = None,
-) -> dict[str, Any]:
-    """:func:`apply`, also returning the fine-tuning history and the layer plan."""
+    context: StepContext | None = None,
+) -> StepResult:
+    """Prune a copy of ``model`` (the input is left unchanged); wrappers are stripped.
+
+    The result's details hold the layer plan and the schedule actually used.
+
+    Example:
+        >>> from edgesmith.compress import prune  # doctest: +SKIP
+        >>> pruned = prune.run(model, data, prune.PruneConfig(sparsity=0.8)).model  # doctest: +SKIP
+    """
     import numpy as np
 
-    from edgesmith.compress.finetune import finetune, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, tensorboard_callbacks
     from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
     from edgesmith.zoo.tfkeras import tfmot
+    from edgesmith.zoo.train import train_loop
 
+    context = context or StepContext()
+    logdir = context.logdir
     sparsity_api = tfmot().sparsity.keras
-    batch_size = config.batch_size or batch_size
+    batch_size = config.batch_size or context.batch_size
     layers_plan = plan(model, config)
     if not layers_plan.targets:
         raise ConfigError(
@@ -261,14 +252,16 @@ def run(
         callbacks = [sparsity_api.UpdatePruningStep(), *keep_zeros(wrapped, skip=targets)]
         if logdir:
             callbacks.append(sparsity_api.PruningSummaries(log_dir=logdir))
-        history = finetune(
+        history = train_loop(
             wrapped,
             data,
             epochs=config.epochs,
             learning_rate=config.learning_rate,
             batch_size=batch_size,
-            description=f"prune to {config.target_sparsity:.0%}",
-            seed=seed,
+            decay_floor=DECAY_FLOOR,
+            task=f"prune to {config.target_sparsity:.0%}",
+            seed=context.seed,
+            progress=context.progress,
             callbacks=callbacks + tensorboard_callbacks(logdir, "train"),
             keep_best_from=first_full if config.keep_best else None,
         )
@@ -276,9 +269,11 @@ def run(
             for weight, mask, _threshold in getattr(layer, "pruning_vars", []):
                 weight.assign(weight * mask)  # the kept epoch's masks, applied for sure
         stripped = sparsity_api.strip_pruning(wrapped)
-    return {
-        "model": stripped,
-        "history": history,
-        "plan": layers_plan.to_dict(),
-        "schedule": {"kind": config.schedule, "frequency": frequency, "steps": steps},
-    }
+    return StepResult(
+        stripped,
+        history,
+        {
+            "plan": layers_plan.to_dict(),
+            "schedule": {"kind": config.schedule, "frequency": frequency, "steps": steps},
+        },
+    )

@@ -26,34 +26,27 @@ it covers, and for the others (LSTM, Embedding) a projection after each batch th
 zeros zero and clustered values on their centroids.
 
 The result is the QAT model itself (wrappers kept, learned ranges inside) so a converter
-can produce a full-int8 TFLite model from it; :func:`quantize_scope` loads it back.
+can produce a full-int8 TFLite model from it. The quantize config and the QuantizedLSTM a
+saved QAT file refers to live in :mod:`edgesmith.zoo.quantized`, so loading one
+(``load_keras_model(path, qat=True)``) needs nothing of this module.
 
 Example:
     >>> from edgesmith.compress.qat import QATConfig
     >>> QATConfig(epochs=2, preserve="sparsity").to_text()
     'qat:epochs=2,preserve=sparsity'
-    >>> # qat_model = apply(model, data, QATConfig(epochs=2))
+    >>> # qat_model = run(model, data, QATConfig(epochs=2)).model
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgesmith.compress.config import (
-    StepConfig,
-    check_choice,
-    check_finetune,
-    check_range,
-    check_regex,
-)
-from edgesmith.compress.layers import (
+from edgesmith.compress.layer_plan import (
     LayerPlan,
     inner_layer,
     is_excluded,
@@ -61,6 +54,15 @@ from edgesmith.compress.layers import (
     kernels,
     layer_class,
     model_layers,
+)
+from edgesmith.compress.step import (
+    StepConfig,
+    StepContext,
+    StepResult,
+    check_choice,
+    check_finetune,
+    check_range,
+    check_regex,
 )
 from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
@@ -107,40 +109,13 @@ class QATConfig(StepConfig):
         check_regex("qat", "exclude", self.exclude)
 
 
-# -- quantize configs of the layers tfmot's default scheme refuses ------------------------
-
-_OBJECTS: dict[str, Any] | None = None
-
-
-def custom_objects() -> dict[str, Any]:
-    """Everything needed to load a QAT model: tfmot's objects, these configs, the zoo layers."""
-    global _OBJECTS
-    if _OBJECTS is None:
-        _OBJECTS = _define_objects()
-    return dict(_OBJECTS)
-
-
-@contextlib.contextmanager
-def quantize_scope() -> Iterator[None]:
-    """Keras custom-object scope in which QAT models written by edgesmith load.
-
-    Example:
-        >>> from edgesmith.zoo.tfkeras import keras  # doctest: +SKIP
-        >>> with quantize_scope():  # doctest: +SKIP
-        ...     model = keras().models.load_model("out/model.keras", compile=False)
-    """
-    from edgesmith.zoo.tfkeras import tfmot
-
-    with tfmot().quantization.keras.quantize_scope(custom_objects()):
-        yield
-
-
 def save_qat_model(model: Any, path: str | os.PathLike[str]) -> None:
     """Write a QAT model to ``path`` in Keras' HDF5 format (whatever the file's suffix).
 
     tfmot's quantize wrappers do not survive the Keras v3 zip format (they re-track their
     inner kernels, so the weight lists differ on reload); HDF5 round-trips them, and
-    ``keras.models.load_model`` reads it under any name inside :func:`quantize_scope`.
+    ``keras.models.load_model`` reads it under any name inside
+    :func:`edgesmith.zoo.quantized.quantize_scope`.
     """
     import shutil
     import tempfile
@@ -153,70 +128,6 @@ def save_qat_model(model: Any, path: str | os.PathLike[str]) -> None:
             warnings.simplefilter("ignore")
             model.save(staging, save_format="h5")
         shutil.move(staging, path)
-
-
-def _define_objects() -> dict[str, Any]:
-    from edgesmith.zoo.layers import custom_objects as zoo_objects
-    from edgesmith.zoo.tfkeras import tfmot
-
-    quantization = tfmot().quantization.keras
-    quantizers = quantization.quantizers
-
-    class EdgesmithQuantizeConfig(quantization.QuantizeConfig):
-        """Fake-quantizes named weights (of the layer, or of its RNN cell) and the output."""
-
-        def __init__(
-            self, weights: list[str] | None = None, cell: bool = False, output: bool = True
-        ) -> None:
-            self.weights = list(weights or [])
-            # ``cell``: weights live on the layer's RNN cell. No config of this version sets
-            # it (the LSTM became a QuantizedLSTM); QAT files of earlier versions do.
-            self.cell = bool(cell)
-            self.output = bool(output)
-
-        def _owner(self, layer: Any) -> Any:
-            return layer.cell if self.cell else layer
-
-        def _weight_quantizer(self) -> Any:
-            return quantizers.LastValueQuantizer(
-                num_bits=8, per_axis=False, symmetric=True, narrow_range=True
-            )
-
-        def get_weights_and_quantizers(self, layer: Any) -> list[tuple[Any, Any]]:
-            owner = self._owner(layer)
-            return [(getattr(owner, name), self._weight_quantizer()) for name in self.weights]
-
-        def set_quantize_weights(self, layer: Any, quantize_weights: list[Any]) -> None:
-            owner = self._owner(layer)
-            for name, weight in zip(self.weights, quantize_weights, strict=True):
-                setattr(owner, name, weight)
-
-        def get_activations_and_quantizers(self, layer: Any) -> list[Any]:
-            return []
-
-        def set_quantize_activations(self, layer: Any, quantize_activations: list[Any]) -> None:
-            return None
-
-        def get_output_quantizers(self, layer: Any) -> list[Any]:
-            if not self.output:
-                return []
-            return [
-                quantizers.MovingAverageQuantizer(
-                    num_bits=8, per_axis=False, symmetric=False, narrow_range=False
-                )
-            ]
-
-        def get_config(self) -> dict[str, Any]:
-            return {"weights": self.weights, "cell": self.cell, "output": self.output}
-
-    from edgesmith.compress.qat_lstm import quantized_lstm_class
-
-    objects: dict[str, Any] = {
-        "EdgesmithQuantizeConfig": EdgesmithQuantizeConfig,
-        "QuantizedLSTM": quantized_lstm_class(),
-    }
-    objects.update(zoo_objects())
-    return objects
 
 
 # Layer class -> arguments of EdgesmithQuantizeConfig.
@@ -265,40 +176,32 @@ def plan(model: Any, config: QATConfig) -> LayerPlan:
     return result
 
 
-def apply(
-    model: Any,
-    data: DatasetSplits,
-    config: QATConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    logdir: str | None = None,
-) -> Any:
-    """The quantization-aware version of ``model``, calibrated and fine-tuned.
-
-    Example:
-        >>> from edgesmith.compress import qat  # doctest: +SKIP
-        >>> qat_model = qat.apply(model, data, qat.QATConfig(epochs=1))  # doctest: +SKIP
-    """
-    return run(model, data, config, seed=seed, batch_size=batch_size, logdir=logdir)["model"]
-
-
 def run(
     model: Any,
     data: DatasetSplits,
     config: QATConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    logdir: str | None = None,
-) -> dict[str, Any]:
-    """:func:`apply`, also returning the history, the scheme used and the calibrated accuracy."""
-    from edgesmith.compress.finetune import finetune, keep_zeros, tensorboard_callbacks
-    from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
-    from edgesmith.zoo.tfkeras import keras, set_seed, tfmot
+    context: StepContext | None = None,
+) -> StepResult:
+    """The quantization-aware version of ``model``, calibrated and fine-tuned.
 
+    The result's details hold the layer plan, the preservation scheme used, the
+    validation accuracy right after calibration and notes (a refused scheme).
+
+    Example:
+        >>> from edgesmith.compress import qat  # doctest: +SKIP
+        >>> qat_model = qat.run(model, data, qat.QATConfig(epochs=1)).model  # doctest: +SKIP
+    """
+    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.qat_lstm import quantized_twin
+    from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
+    from edgesmith.core.progress import ProgressEvent, as_progress
+    from edgesmith.zoo.quantized import custom_objects, quantize_config_class
+    from edgesmith.zoo.tfkeras import keras, set_seed, tfmot
+    from edgesmith.zoo.train import train_loop
+
+    context = context or StepContext()
     quantization = tfmot().quantization.keras
-    batch_size = config.batch_size or batch_size
+    batch_size = config.batch_size or context.batch_size
     layers_plan = plan(model, config)
     targets = set(layers_plan.targets)
     preserve = _preserve_mode(model, config.preserve)
@@ -310,15 +213,13 @@ def run(
             return layer
         cls = type(layer).__name__
         if cls == "LSTM":
-            from edgesmith.compress.qat_lstm import quantized_lstm_class
-
-            layer = quantized_lstm_class().from_lstm(layer)
+            layer = quantized_twin(layer)
         if cls in _CONFIGS:
-            quantize_config = objects["EdgesmithQuantizeConfig"](**_CONFIGS[cls])
+            quantize_config = quantize_config_class()(**_CONFIGS[cls])
             return quantization.quantize_annotate_layer(layer, quantize_config=quantize_config)
         return quantization.quantize_annotate_layer(layer)
 
-    set_seed(seed)
+    set_seed(context.seed)
     with tfmot_errors("qat"):
         annotated = rewrap(copy_model(model), annotate)
         with quantization.quantize_scope(objects):
@@ -332,6 +233,7 @@ def run(
                     f"({str(exc).splitlines()[0][:160]}); used the default 8-bit scheme, "
                     "preservation by projection only"
                 )
+                as_progress(context.progress)(ProgressEvent("qat", notes[-1], level="warning"))
                 qat_model = quantization.quantize_apply(annotated)
         _keep_token_ids_exact(qat_model)
         if config.calibration_samples:
@@ -339,7 +241,7 @@ def run(
                 qat_model, model, data.x_train[: config.calibration_samples], batch_size
             )
         calibrated = _accuracy(qat_model, data)
-        callbacks = tensorboard_callbacks(logdir, "train")
+        callbacks = tensorboard_callbacks(context.logdir, "train")
         if preserve != "none":
             # tfmot's scheme preserves the layers it covers; project the others (all of
             # them when the scheme was refused).
@@ -347,25 +249,26 @@ def run(
                 _projection_callback(keras(), qat_model, preserve, only_own_configs=not notes)
             )
             callbacks.extend(keep_zeros(qat_model, skip=targets))  # excluded, float layers
-        history = finetune(
+        history = train_loop(
             qat_model,
             data,
             epochs=config.epochs,
             learning_rate=config.learning_rate,
             batch_size=batch_size,
-            description="quantization-aware training",
-            seed=seed,
+            decay_floor=DECAY_FLOOR,
+            task="quantization-aware training",
+            seed=context.seed,
+            progress=context.progress,
             callbacks=callbacks,
             keep_best_from=0 if config.keep_best else None,
         )
-    return {
-        "model": qat_model,
-        "history": history,
+    details = {
         "plan": layers_plan.to_dict(),
         "preserve": preserve,
         "calibrated_accuracy": calibrated,
         "notes": notes,
     }
+    return StepResult(qat_model, history, details)
 
 
 def _preserve_mode(model: Any, preserve: str) -> str:
@@ -473,6 +376,7 @@ def calibrate_ranges(qat_model: Any, float_model: Any, x: np.ndarray, batch_size
 
 def _calibrate_lstms(qat_model: Any, float_model: Any, x: np.ndarray, batch_size: int) -> None:
     """Each QuantizedLSTM's ranges from what the float LSTM of the same name reads."""
+    from edgesmith.compress.qat_lstm import calibrate
     from edgesmith.zoo.tfkeras import keras
 
     twins = [inner_layer(layer) for layer in qat_model.layers]
@@ -489,7 +393,7 @@ def _calibrate_lstms(qat_model: Any, float_model: Any, x: np.ndarray, batch_size
         for found, value in zip(batches, outputs, strict=True):
             found.append(np.asarray(value))
     for twin, found in zip(twins, batches, strict=True):
-        twin.calibrate(found)
+        calibrate(twin, found)
 
 
 def _range_variables(layer: Any) -> list[tuple[Any, Any]]:

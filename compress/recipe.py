@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -42,19 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgesmith.compress.cluster import ClusterConfig
-from edgesmith.compress.config import StepConfig
-from edgesmith.compress.distill import DistillConfig
-from edgesmith.compress.prune import PruneConfig
-from edgesmith.compress.qat import QATConfig
-from edgesmith.core.errors import ConfigError, DataError, UnknownNameError
+from edgesmith.compress.step import StepConfig
+from edgesmith.compress.techniques import STEPS, get_step
+from edgesmith.core.errors import ConfigError, DataError
 
-STEPS: dict[str, type[StepConfig]] = {
-    "prune": PruneConfig,
-    "qat": QATConfig,
-    "distill": DistillConfig,
-    "cluster": ClusterConfig,
-}
 _KEY = re.compile(r"[A-Za-z_]\w*=")
 _FREE_TEXT_KEYS = ("exclude",)  # values that may hold "," and "+"
 
@@ -238,11 +228,4 @@ def _step_from_item(item: Any) -> StepConfig:
 
 
 def _make(name: str, params: Mapping[str, Any], source: str) -> StepConfig:
-    if name not in STEPS:
-        close = difflib.get_close_matches(name, list(STEPS), n=1)
-        raise UnknownNameError(
-            f"unknown step {name!r} in {source!r}",
-            expected=f"one of {', '.join(STEPS)}",
-            fix=f"did you mean {close[0]!r}?" if close else "see `edgesmith compress --help`",
-        )
-    return STEPS[name].from_dict(params)
+    return get_step(name, source=source).config.from_dict(params)

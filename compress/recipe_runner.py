@@ -11,9 +11,15 @@ The output folder has the model store's layout, so ``edgesmith zoo eval DIR`` an
   says which (``model_format``);
 * ``preprocessing.json``: the parent's, unchanged;
 * ``recipe.json``: every parameter of every step;
-* ``card.json``: a superset of the zoo's card (``accuracy`` on the test split,
-  ``params``) with ``sparsity``, ``nonzero_params``, ``unique_weights_max``, ``qat``,
-  ``steps`` (what each step did and measured) and ``parent`` (the parent's card).
+* ``card.json``: a :class:`~edgesmith.core.records.CompressionCard`, a superset of the
+  zoo's card (``accuracy`` on the test split, ``params``) with ``sparsity``,
+  ``nonzero_params``, ``unique_weights_max``, ``qat`` (the flag every loader reads to
+  know that ``model.keras`` is quantization-aware), ``steps`` (what each step did and
+  measured) and ``parent`` (the parent's card).
+
+Steps are looked up in :mod:`~edgesmith.compress.techniques`; each gets a
+:class:`~edgesmith.compress.step.StepContext` and returns a
+:class:`~edgesmith.compress.step.StepResult`.
 
 Example:
     >>> from edgesmith.compress.recipe_runner import compress_model
@@ -27,40 +33,32 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edgesmith.compress.recipe import Recipe, load_recipe
 from edgesmith.core.errors import ConfigError, ModelFileError
-from edgesmith.core.records import ModelCard, command_line, library_versions
+from edgesmith.core.progress import Progress, ProgressEvent, as_progress
+from edgesmith.core.records import CompressionCard, command_line, library_versions
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.store import StoredModel
 
 RECIPE_FILE = "recipe.json"
+TASK = "compress"  # the task name of the runner's own progress messages
 
 
 @dataclass(frozen=True)
-class CompressionCard(ModelCard):
-    """The card of a compressed model: the zoo card's fields plus what compression measured.
+class RecipeRun:
+    """What running a recipe produced: the final model, how it reads data, each step's record."""
 
-    Example:
-        >>> card = CompressionCard(name="cnn-digits-prune", family="cnn", task="t",
-        ...                        dataset="digits", sparsity=0.8)
-        >>> CompressionCard.from_dict(card.to_dict()) == card
-        True
-    """
-
-    recipe: str = ""
-    qat: bool = False
-    sparsity: float | None = None
-    nonzero_params: int | None = None
-    kernel_params: int | None = None
-    unique_weights_max: int | None = None
-    layer_sparsity: dict[str, float] = field(default_factory=dict)
-    model_format: str = "keras"
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    parent: dict[str, Any] = field(default_factory=dict)
+    model: Any
+    steps: list[dict[str, Any]]
+    family: str
+    layout: str
+    builder: dict[str, Any]
+    data: DatasetSplits
+    clustered: list[str]
 
 
 def compress_model(
@@ -72,10 +70,12 @@ def compress_model(
     store: str | os.PathLike[str] | None = None,
     logdir: str | os.PathLike[str] | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> CompressionCard:
     """Apply ``recipe`` to ``model`` (a zoo name, a model folder or a model file) and save to ``out``.
 
-    Nothing is written to ``out`` unless every step succeeded.
+    Nothing is written to ``out`` unless every step succeeded. ``progress`` receives a
+    message per step and the fine-tuning's epochs; without it nothing is shown.
     """
     from edgesmith.zoo.evaluate import data_for
 
@@ -83,8 +83,7 @@ def compress_model(
     if logdir:
         require_tensorboard()
     stored = open_parent(model, store=store)
-    parent_card = _card_dict(stored)
-    if parent_card.get("qat"):
+    if stored.card.qat:
         raise ConfigError(
             f"{model}: the model is already quantization-aware (its card says qat: true)",
             expected="a float model",
@@ -92,10 +91,10 @@ def compress_model(
         )
     data = data_for(stored, data_dir=data_dir)
     started = time.perf_counter()
-    result = run_recipe(stored, data, recipe, seed=seed, logdir=logdir)
+    result = run_recipe(stored, data, recipe, seed=seed, logdir=logdir, progress=progress)
     seconds = time.perf_counter() - started
-    card = _card(stored, parent_card, recipe, result, seconds, seed)
-    save_folder(result["model"], card, stored.preprocessing, recipe, out)
+    card = _card(stored, recipe, result, seconds, seed)
+    save_folder(result.model, card, stored.preprocessing, recipe, out)
     return card
 
 
@@ -129,7 +128,7 @@ def open_parent(
                 "`edgesmith compress` (the card names the data set and the input layout)",
             )
         folder = load_model_folder(path.parent)
-        return replace(folder, model=load_keras_model(path))
+        return replace(folder, model=load_keras_model(path, qat=folder.card.qat))
     return open_model(str(model), store=store)
 
 
@@ -140,13 +139,15 @@ def run_recipe(
     *,
     seed: int = 0,
     logdir: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+    progress: Progress | None = None,
+) -> RecipeRun:
     """Run every step in order; return the final model, its data layout and the step records."""
-    from edgesmith.compress import cluster, distill, prune, qat
     from edgesmith.compress.measure import weight_summary
-    from edgesmith.console import err
+    from edgesmith.compress.step import StepContext
+    from edgesmith.compress.techniques import get_step
     from edgesmith.zoo.train import evaluate_model
 
+    report = as_progress(progress)
     model = stored.model
     card = stored.card
     builder = {**card.builder, "layout": card.layout}
@@ -155,38 +156,29 @@ def run_recipe(
     batch_size = int((card.builder.get("train") or {}).get("batch_size") or 32)
     clustered: list[str] = []
     records = []
+    total = len(recipe.steps)
     for index, config in enumerate(recipe.steps, start=1):
         step_logdir = str(Path(logdir) / f"{index:02d}-{config.step}") if logdir else None
-        err.print(f"step {index}/{len(recipe.steps)}: {config.to_text()}")
+        report(ProgressEvent(TASK, f"step {index}/{total}: {config.to_text()}"))
         started = time.perf_counter()
         before = weight_summary(model)
-        info: dict[str, Any]
-        if config.step == "prune":
-            info = prune.run(
-                model, data, config, seed=seed, batch_size=batch_size, logdir=step_logdir
-            )
-        elif config.step == "cluster":
-            info = cluster.run(
-                model, data, config, seed=seed, batch_size=batch_size, logdir=step_logdir
-            )
-            clustered = list(info["plan"]["targets"])
-        elif config.step == "qat":
-            info = qat.run(
-                model, data, config, seed=seed, batch_size=batch_size, logdir=step_logdir
-            )
-        elif config.step == "distill":
-            info = distill.run(model, data, config, seed=seed, teacher_builder=builder)
-            data = distill.relayout(data, info["layout"])
-            layout = info["layout"]
-            builder = {**info["builder"], "layout": layout}
-            if config.student:
-                from edgesmith.zoo.registry import get_spec
-
-                family = get_spec(config.student).family
-            clustered = []  # a new model: nothing of it is clustered yet
-        else:  # pragma: no cover - the recipe only holds registered steps
-            raise ConfigError(f"step {config.step!r}", expected="a registered step")
-        model = info["model"]
+        context = StepContext(
+            seed=seed,
+            batch_size=batch_size,
+            logdir=step_logdir,
+            progress=progress,
+            builder=builder,
+        )
+        result = get_step(config.step).run(model, data, config, context)
+        model = result.model
+        if result.data is not None:
+            data = result.data
+        if result.architecture is not None:
+            layout = result.architecture.layout
+            builder = {**result.architecture.builder, "layout": layout}
+            family = result.architecture.family or family
+        if result.clustered is not None:
+            clustered = list(result.clustered)
         measured = weight_summary(model, unique_in=clustered)
         test = evaluate_model(model, data, "test")
         record = {
@@ -201,23 +193,27 @@ def run_recipe(
             "unique_weights_max": measured["unique_weights_max"],
             "layer_sparsity": {n: v["sparsity"] for n, v in measured["layers"].items()},
             "sparsity_before": before["sparsity"],
-            "history": info.get("history", {}),
-            **{k: v for k, v in info.items() if k not in ("model", "history")},
+            "history": result.history,
+            **result.details,
         }
         records.append(record)
-        err.print(
-            f"  test accuracy {test['accuracy']:.4f}, sparsity {measured['sparsity']:.3f}, "
-            f"params {measured['params']}, {record['seconds']:.0f} s"
+        report(
+            ProgressEvent(
+                TASK,
+                f"  test accuracy {test['accuracy']:.4f}, sparsity {measured['sparsity']:.3f}, "
+                f"params {measured['params']}, {record['seconds']:.0f} s",
+                fields={"accuracy": test["accuracy"], "sparsity": measured["sparsity"]},
+            )
         )
-    return {
-        "model": model,
-        "steps": records,
-        "family": family,
-        "layout": layout,
-        "builder": {k: v for k, v in builder.items() if k != "layout"},
-        "data": data,
-        "clustered": clustered,
-    }
+    return RecipeRun(
+        model=model,
+        steps=records,
+        family=family,
+        layout=layout,
+        builder={k: v for k, v in builder.items() if k != "layout"},
+        data=data,
+        clustered=clustered,
+    )
 
 
 def save_folder(
@@ -252,7 +248,7 @@ def _check_reload(model: Any, path: Path, card: CompressionCard) -> None:
 
     from edgesmith.zoo.store import load_keras_model
 
-    loaded = load_keras_model(path)
+    loaded = load_keras_model(path, qat=True)
     shape = (4, *card.input_shape)
     x = np.random.default_rng(0).random(shape).astype(np.float32)
     if card.layout == "tokens":
@@ -264,37 +260,28 @@ def _check_reload(model: Any, path: Path, card: CompressionCard) -> None:
         )
 
 
-def _card_dict(stored: StoredModel) -> dict[str, Any]:
-    from edgesmith.core.fileio import read_json
-    from edgesmith.zoo.store import CARD_FILE
-
-    path = Path(stored.path) / CARD_FILE
-    return read_json(path) if path.is_file() else stored.card.to_dict()
-
-
 def _card(
     stored: StoredModel,
-    parent: dict[str, Any],
     recipe: Recipe,
-    result: dict[str, Any],
+    result: RecipeRun,
     seconds: float,
     seed: int,
 ) -> CompressionCard:
     from edgesmith.compress.measure import weight_summary
     from edgesmith.zoo.train import TF_PACKAGES
 
-    model = result["model"]
-    data: DatasetSplits = result["data"]
-    last = result["steps"][-1]
-    measured = weight_summary(model, unique_in=result["clustered"])
+    model = result.model
+    data = result.data
+    last = result.steps[-1]
+    measured = weight_summary(model, unique_in=result.clustered)
     base = stored.card
     epochs = sum(
         int(s.get("budget", {}).get("epochs") or s["config"].get("epochs") or 0)
-        for s in result["steps"]
+        for s in result.steps
     )
     return CompressionCard(
         name=f"{base.name}-" + "-".join(step.step for step in recipe.steps),
-        family=result["family"],
+        family=result.family,
         task=base.task,
         dataset=base.dataset,
         accuracy=last["accuracy"],
@@ -304,12 +291,12 @@ def _card(
         epochs=epochs,
         params=measured["params"],
         input_shape=list(data.input_shape),
-        layout=result["layout"],
+        layout=result.layout,
         classes=list(base.classes or data.class_names),
         train_seconds=round(seconds, 2),
         versions=library_versions(*TF_PACKAGES),
         command=command_line(),
-        builder=result["builder"],
+        builder=result.builder,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         recipe=recipe.to_text(),
         qat=recipe.has_qat,
@@ -319,6 +306,6 @@ def _card(
         unique_weights_max=measured["unique_weights_max"],
         layer_sparsity={n: v["sparsity"] for n, v in measured["layers"].items()},
         model_format="h5" if recipe.has_qat else "keras",
-        steps=result["steps"],
-        parent=parent,
+        steps=result.steps,
+        parent=base.to_dict(),
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -29,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgesmith.convert.tflite_graph import Graph, Op, op_macs, read_graph
 from edgesmith.core.errors import ConfigError
+from edgesmith.runtime.tflite_flatbuffer import Graph, Op, Tensor, read_graph
 
 TARGETS = ("edgetpu", "gpu")
 
@@ -43,27 +44,32 @@ EIGHT_BIT = ("int8", "uint8")
 Check = Callable[[Graph, Op], "str | None"]
 
 
+def _input(graph: Graph, op: Op, position: int) -> Tensor | None:
+    """Input ``position`` of ``op``; None when left out (-1) or absent (a malformed op)."""
+    return graph.tensor(op.inputs[position]) if len(op.inputs) > position else None
+
+
 def _no_fused_activation(graph: Graph, op: Op) -> str | None:
-    if getattr(op.options, "fusedActivationFunction", 0):
+    if op.options.get("fused_activation_function", 0):
         return "a fused activation function is not supported on this op"
     return None
 
 
 def _same_dilation(graph: Graph, op: Op) -> str | None:
-    h, w = getattr(op.options, "dilationHFactor", 1), getattr(op.options, "dilationWFactor", 1)
+    h, w = op.options.get("dilation_h_factor", 1), op.options.get("dilation_w_factor", 1)
     if h != w:
         return f"dilation {h}x{w}: x and y dilation must be equal"
     return None
 
 
 def _fc_default_weights(graph: Graph, op: Op) -> str | None:
-    if getattr(op.options, "weightsFormat", 0) != 0:
+    if op.options.get("weights_format", 0) != 0:
         return "fully-connected weights not in the default format (shuffled formats unsupported)"
     return None
 
 
 def _softmax_1d(graph: Graph, op: Op) -> str | None:
-    t = graph.tensor(op.inputs[0])
+    t = _input(graph, op, 0)
     if t is None:
         return None
     outer = [d for d in t.shape[:-1] if d > 1]
@@ -75,21 +81,21 @@ def _softmax_1d(graph: Graph, op: Op) -> str | None:
 
 
 def _strided_slice_unit(graph: Graph, op: Op) -> str | None:
-    strides = graph.tensor(op.inputs[3]) if len(op.inputs) > 3 else None
+    strides = _input(graph, op, 3)
     values = strides.values if strides is not None else None
     if values is None:
         return "strides are not constant: they must all be 1"
     if any(v != 1 for v in values):
         return f"strides {values}: all strides must be 1"
-    if getattr(op.options, "ellipsisMask", 0) or getattr(op.options, "newAxisMask", 0):
+    if op.options.get("ellipsis_mask", 0) or op.options.get("new_axis_mask", 0):
         return "ellipsis or new-axis masks are not supported"
     return None
 
 
 def _axes_not_batch(position: int, what: str) -> Check:
     def check(graph: Graph, op: Op) -> str | None:
-        data = graph.tensor(op.inputs[0])
-        axes_tensor = graph.tensor(op.inputs[position]) if len(op.inputs) > position else None
+        data = _input(graph, op, 0)
+        axes_tensor = _input(graph, op, position)
         if data is None or axes_tensor is None or axes_tensor.values is None:
             return None
         rank = len(data.shape)
@@ -102,35 +108,35 @@ def _axes_not_batch(position: int, what: str) -> Check:
 
 
 def _pack_not_batch(graph: Graph, op: Op) -> str | None:
-    if getattr(op.options, "axis", 1) == 0:
+    if op.options.get("axis", 1) == 0:
         return "packing along the batch axis"
     return None
 
 
 def _pad_not_batch(graph: Graph, op: Op) -> str | None:
-    pads = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    pads = _input(graph, op, 1)
     if pads is not None and pads.values is not None and any(pads.values[:2]):
         return "padding in the batch dimension"
     return None
 
 
 def _split_not_batch(graph: Graph, op: Op) -> str | None:
-    axis = graph.tensor(op.inputs[0])
-    data = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    axis = _input(graph, op, 0)
+    data = _input(graph, op, 1)
     if axis is None or not axis.values or data is None or len(data.shape) < 2:
         return None
     return "splitting along the batch axis" if axis.values[0] % len(data.shape) == 0 else None
 
 
 def _squeeze_small(graph: Graph, op: Op) -> str | None:
-    t = graph.tensor(op.inputs[0])
+    t = _input(graph, op, 0)
     if t is not None and len(t.shape) > 3:
         return f"input of rank {len(t.shape)}: Squeeze maps 1-D to 3-D inputs only"
     return None
 
 
 def _three_d(graph: Graph, op: Op) -> str | None:
-    t = graph.tensor(op.inputs[0])
+    t = _input(graph, op, 0)
     if t is not None and len([d for d in t.shape if d > 1]) > 3:
         return f"input of shape {t.shape}: resize needs a 3-D tensor (batch 1)"
     return None
@@ -376,6 +382,35 @@ def _boundary_ops(graph: Graph) -> set[int]:
     return boundary
 
 
+def op_macs(graph: Graph, op: Op) -> int:
+    """Multiply-accumulates of one op (0 for ops without a matrix or convolution product)."""
+
+    def shape(position: int, outputs: bool = False) -> list[int]:
+        ids = op.outputs if outputs else op.inputs
+        t = graph.tensor(ids[position]) if len(ids) > position else None
+        return t.shape if t is not None else []
+
+    out = shape(0, outputs=True)
+    out_elems = math.prod(out) if out else 0
+    if op.name == "CONV_2D" and len(shape(1)) == 4:  # filter [out, kh, kw, in]
+        _, kh, kw, cin = shape(1)
+        return out_elems * kh * kw * cin
+    if op.name == "DEPTHWISE_CONV_2D" and len(shape(1)) == 4:  # filter [1, kh, kw, out]
+        return out_elems * shape(1)[1] * shape(1)[2]
+    if op.name == "FULLY_CONNECTED" and len(shape(1)) == 2:  # weights [out, in]
+        return out_elems * shape(1)[1]
+    if op.name == "BATCH_MATMUL" and shape(0):
+        return out_elems * shape(0)[-1]
+    if op.name == "TRANSPOSE_CONV" and len(shape(1)) == 4 and shape(2):
+        _, kh, kw, cout = shape(1)
+        return math.prod(shape(2)) * kh * kw * cout
+    if op.name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM") and len(shape(0)) == 3:
+        batch, steps, features = shape(0)
+        units = out[-1] if out else 0
+        return batch * steps * 4 * units * (features + units)
+    return 0
+
+
 def _op_entry(graph: Graph, op: Op, maps: bool, reason: str | None) -> dict[str, Any]:
     return {
         "index": op.index,
@@ -404,7 +439,7 @@ def _summary(
         "mapped_mac_fraction": mapped_macs / total_macs if total_macs else None,
         "macs": total_macs,
         "op_count": len(ops),
-        "subgraphs": graph.subgraphs,
+        "subgraphs": len(graph.subgraphs),
     }
 
 

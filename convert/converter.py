@@ -133,7 +133,7 @@ def convert_model(
         task=source.card.task if source.card else None,
         dataset=source.card.dataset if source.card else None,
         split="test" if y_eval is not None and source.card else None,
-        recipe=source.card_extra.get("recipe"),
+        recipe=source.recipe,
         steps=[
             *source.steps,
             {"step": "convert", "format": config.format, "quant": config.quant, "file": str(out)},
@@ -269,7 +269,7 @@ def _op_summary(path: Path, fmt: str) -> dict[str, int]:
     """How many times each op type occurs in the converted graph."""
     counts: dict[str, int] = {}
     if fmt == "tflite":
-        from edgesmith.convert.tflite_graph import read_graph
+        from edgesmith.runtime.tflite_flatbuffer import read_graph
 
         names = [op.name for op in read_graph(path).ops]
     else:

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from edgesmith.convert.config import ConversionConfig
-from edgesmith.convert.tflite import converter_message, pick_samples, quiet_stderr
+from edgesmith.convert.tflite import converter_message, pick_samples
 from edgesmith.core.errors import ConfigError, EdgesmithError, ModelFileError
+from edgesmith.core.native_log import native_log
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _export(model: Any, config: ConversionConfig) -> Any:
     spec = t.TensorSpec(
         [config.batch_size, *model.input_shape[1:]], model.inputs[0].dtype, name="input"
     )
-    with quiet_stderr() as log:
+    with native_log() as log:
         try:
             proto, _ = tf2onnx.convert.from_keras(
                 model, input_signature=[spec], opset=config.opset, output_path=None
@@ -132,7 +133,7 @@ def _export(model: Any, config: ConversionConfig) -> Any:
                 f"{converter_message(str(exc), log.read())}",
                 expected="a Keras model whose ops tf2onnx supports",
                 fix="try another --opset (17 is the default), or --format tflite",
-            ) from None
+            ) from exc
     return proto
 
 
@@ -146,7 +147,7 @@ def _check(proto: Any, stage: str) -> None:
             f"the ONNX model after {stage} fails onnx.checker: {str(exc).splitlines()[0]}",
             expected="a valid ONNX model",
             fix="report this with the model; try another --opset or --quant mode",
-        ) from None
+        ) from exc
 
 
 def _fp16(src: Path, work: Path, strategy: dict[str, Any]) -> Path:

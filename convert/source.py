@@ -18,20 +18,24 @@ from typing import Any
 import numpy as np
 
 from edgesmith.core.errors import ConfigError, DataError, ModelFileError
-from edgesmith.core.records import ModelCard
+from edgesmith.core.records import CompressionCard, ModelCard
 from edgesmith.zoo.registry import RECURRENT_LAYERS
 
 
 @dataclass
 class Source:
-    """A Keras model ready to convert, with whatever is known about it."""
+    """A Keras model ready to convert, with whatever is known about it.
+
+    ``card`` is the model folder's card, typed: a
+    :class:`~edgesmith.core.records.CompressionCard` for a ``compress`` output, a
+    :class:`~edgesmith.core.records.ModelCard` for a zoo model, None for a bare file.
+    """
 
     model: Any
     name: str
     family: str
     path: Path | None
     card: ModelCard | None = None
-    card_extra: dict[str, Any] = field(default_factory=dict)
     x_calibration: np.ndarray | None = None
     x_eval: np.ndarray | None = None
     y_eval: np.ndarray | None = None
@@ -43,8 +47,16 @@ class Source:
 
     @property
     def is_qat(self) -> bool:
-        """Whether the model carries quantization-aware-training wrappers (learned ranges)."""
-        return any("Quantize" in type(layer).__name__ for layer in _all_layers(self.model))
+        """Whether the model is quantization-aware (learned ranges): its card says so.
+
+        A bare file has no card and converts as a float model.
+        """
+        return self.card is not None and self.card.qat
+
+    @property
+    def recipe(self) -> str | None:
+        """The compression recipe that made the model (None: not a ``compress`` output)."""
+        return self.card.recipe if isinstance(self.card, CompressionCard) else None
 
 
 def load_source(
@@ -87,21 +99,18 @@ def _load_folder(
     store: str | os.PathLike[str] | None,
     data_dir: str | os.PathLike[str] | None,
 ) -> Source:
-    from edgesmith.core.fileio import read_json
     from edgesmith.zoo.evaluate import data_for, open_model
 
     with _tfmot_scopes():
         stored = open_model(model, store=store)
     card = stored.card
-    extra = read_json(stored.path / "card.json")
     source = Source(
         model=stored.model,
         name=card.name,
         family=card.family,
         path=stored.path,
         card=card,
-        card_extra={k: v for k, v in extra.items() if k not in card.to_dict()},
-        steps=_lineage(stored.path, extra),
+        steps=_lineage(card),
     )
     data = data_for(stored, data_dir=data_dir)
     dtype = np.int32 if card.layout == "tokens" else np.float32
@@ -159,32 +168,25 @@ def _all_layers(model: Any) -> list[Any]:
     return layers
 
 
-def _lineage(folder: Path, card: dict[str, Any]) -> list[dict[str, Any]]:
-    """The steps that made a model: ``compress`` records them in its card or a side file."""
-    from edgesmith.core.fileio import read_json
-
-    for key in ("steps", "lineage"):
-        if isinstance(card.get(key), list):
-            return list(card[key])
-    for name in ("steps.json", "lineage.json", "recipe.json", "record.json"):
-        if (folder / name).is_file():
-            data = read_json(folder / name)
-            if isinstance(data, list):
-                return data
-            if isinstance(data, dict):
-                steps = data.get("steps") or data.get("lineage")
-                return list(steps) if isinstance(steps, list) else [data]
-    return [{"step": "train", "model": card.get("name"), "command": card.get("command", "")}]
+def _lineage(card: ModelCard) -> list[dict[str, Any]]:
+    """The steps that made a model: a compression card records them, a zoo model was trained."""
+    if isinstance(card, CompressionCard):
+        return list(card.steps)
+    return [{"step": "train", "model": card.name, "command": card.command}]
 
 
 class _tfmot_scopes:
-    """Custom-object scopes so QAT- and pruning-wrapped models load (compress outputs)."""
+    """Custom-object scopes in which models holding tfmot's wrappers load.
+
+    A folder's QAT model loads by its card's flag; these scopes are for what a user's
+    own tfmot code saved: pruning wrappers (stripped below) and quantize wrappers.
+    """
 
     def __enter__(self) -> None:
+        from edgesmith.zoo.quantized import quantize_scope
         from edgesmith.zoo.tfkeras import tfmot
 
-        mot = tfmot()
-        self._scopes = [mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope()]
+        self._scopes = [quantize_scope(), tfmot().sparsity.keras.prune_scope()]
         for scope in self._scopes:
             scope.__enter__()
 

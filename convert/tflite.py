@@ -26,6 +26,13 @@ Two findings on TF 2.21 shape this module (measured on ``lstm-digits``, 270 test
   against 97.41% Keras. That is ``--quant int8``'s default for unrolled LSTMs
   (``ConversionConfig.lstm_int8="float-gates"``; ``"int8"`` quantizes every op).
 
+A quantization-aware-trained (QAT) model is converted as trained, not rebuilt: the
+converter takes the ranges of its fake-quant ops, calibration samples (when given) measure
+the ranges training left open, and then every op must be an int8 builtin. QAT already
+trains its LSTMs as unrolled cells with int8 gates, so ``--quant int8`` keeps no op float;
+token ids stay the model's float input (never quantized) and are cast inside.
+:func:`int8_report` lists what a converted file still computes in float.
+
 Example:
     >>> from edgesmith.convert.tflite import to_tflite  # doctest: +SKIP
     >>> result = to_tflite(model, "lstm", ConversionConfig(quant="int8"), x_calibration=x)  # doctest: +SKIP
@@ -35,18 +42,22 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgesmith.convert.config import ConversionConfig
+from edgesmith.convert.tflite_compact import (  # noqa: F401  (UNUSED_METADATA re-exported)
+    UNUSED_METADATA,
+    compact_flatbuffer,
+)
 from edgesmith.core.errors import ConfigError, ModelFileError
+from edgesmith.core.native_log import native_log
 
 # Ops of an unrolled LSTM cell kept in float by lstm_int8="float-gates" (the converter's
 # selective quantization, as tf.lite.experimental.QuantizationDebugger's denylisted_ops).
@@ -81,7 +92,8 @@ def export_model(
     # QDQ quantizer leaves LSTM in float: unrolled, the LSTM's products become MatMuls
     # that the int8 mode does quantize.
     wants_unroll = config.format == "tflite" or config.quant == "int8"
-    unroll = bool(lstm_layers) and config.lstm == "unroll" and wants_unroll
+    # A QAT model is exported as trained (its wrappers do not survive a rebuild).
+    unroll = bool(lstm_layers) and config.lstm == "unroll" and wants_unroll and not qat
     if lstm_layers:
         steps = model.input_shape[1]
         if unroll and config.format == "tflite":
@@ -107,6 +119,7 @@ def export_model(
                 "LSTM: fused UNIDIRECTIONAL_SEQUENCE_LSTM keeps its state in variable tensors "
                 "between invocations: reset them (interpreter.reset_all_variables()) before "
                 "every sequence, or convert with --lstm unroll"
+                + (" (a QAT model is converted as trained, not rebuilt)" if qat else "")
             )
     if lstm_layers and config.batch_size is None and not unroll and config.format == "tflite":
         raise ConfigError(
@@ -127,13 +140,20 @@ def export_model(
     # Token ids feeding an Embedding must stay integers: with a float input the converter
     # quantizes the ids to int8 before the lookup (transformer-sms int8: 98.8% -> 82.8%),
     # and 16x8 has no CAST kernel. The export signature takes int32 ids instead.
-    token_input = _feeds_embedding(model) and not model.inputs[0].dtype.is_integer
+    float_ids = _feeds_embedding(model) and not model.inputs[0].dtype.is_integer
+    token_input = float_ids and not qat  # a QAT model keeps its float ids, unquantized
     input_dtype = "int32" if token_input or model.inputs[0].dtype.is_integer else "float32"
     if token_input:
         strategy["token_ids"] = "int32 input straight into the Embedding lookup"
         notes.append(
             "token ids exported as an int32 input (the Keras model takes float ids and casts "
             "them; quantizing that float input would corrupt the ids)"
+        )
+    elif float_ids:
+        strategy["token_ids"] = "float input, not quantized, cast to int32 for the lookup"
+        notes.append(
+            "token ids of a QAT model stay its float input, never quantized (an int8 input "
+            "would corrupt the ids); the model casts them to int32 for the lookup"
         )
     strategy["signature"] = {
         "shape": [batch, *model.input_shape[1:]],
@@ -165,7 +185,7 @@ def export_model(
                 f"{model.name}: cannot rebuild the model to unroll its LSTM ({exc})"[:400],
                 expected="a functional or Sequential Keras model",
                 fix="convert with --lstm fused",
-            ) from None
+            ) from exc
         notes.append(f"exported through a fixed signature without rebuilding ({exc})"[:200])
         return model, strategy, notes
     return clone, strategy, notes
@@ -182,8 +202,11 @@ def to_tflite(
     """Convert ``model`` to a .tflite flatbuffer in ``config.quant`` mode.
 
     ``int8`` is full-integer with int8 inputs and outputs (float inputs; token ids stay
-    int32) calibrated on ``x_calibration``, or on the ranges learned by quantization-aware
-    training when ``qat``. ``int16x8`` uses 16-bit activations and 8-bit weights.
+    int32) calibrated on ``config.calibration_samples`` samples of ``x_calibration``.
+    With ``qat`` (a quantization-aware-trained model) it takes the ranges learned in
+    training; samples, when given, calibrate what training left open and every op must
+    then be an int8 builtin (without samples, an op without learned ranges stays float).
+    ``int16x8`` uses 16-bit activations and 8-bit weights.
     """
     exported, strategy, notes = export_model(model, family, config, qat=qat)
     if config.needs_calibration and not qat and x_calibration is None:
@@ -198,15 +221,20 @@ def to_tflite(
             "--quant int16x8 on a quantization-aware-trained model",
             expected="--quant int8: QAT learned 8-bit ranges",
         )
-    calibration: dict[str, Any] = {}
+    calibration: dict[str, Any] | None = None
     x_cal: np.ndarray | None = None
-    if config.needs_calibration and qat:
-        calibration = {"method": "ranges learned by quantization-aware training", "samples": 0}
-    elif config.needs_calibration:
-        assert x_calibration is not None
+    if config.needs_calibration and x_calibration is not None:
         x_cal = pick_samples(x_calibration, config.calibration_samples, config.seed)
+    if config.needs_calibration and qat:
+        calibration = {
+            "method": "ranges learned by quantization-aware training"
+            + ("" if x_cal is None else "; min/max over representative samples for the rest"),
+            "samples": 0 if x_cal is None else len(x_cal),
+        }
+    elif config.needs_calibration:
+        assert x_cal is not None
         calibration = {"method": "min/max over representative samples", "samples": len(x_cal)}
-    strategy["calibration"] = calibration or None
+    strategy["calibration"] = calibration
     float_ops: tuple[str, ...] = ()
     unrolled = str(strategy.get("lstm", "")).startswith("unrolled")
     if config.quant == "int8" and unrolled and not qat:
@@ -229,10 +257,13 @@ def to_tflite(
                 "(lstm-kws: 96.3% -> 89.0%), the default float-gates scheme keeps it"
             )
     strategy["tensor_names"] = "internal tensor names dropped (inputs/outputs kept)"
-    content = _convert(exported, config, x_cal, qat, float_ops=float_ops)
+    # Float token ids of a QAT model stay float: an int8 input would quantize the ids.
+    int8_input = not (qat and _feeds_embedding(exported))
+    options = {"float_ops": float_ops, "int8_input": int8_input}
+    content = _convert(exported, config, x_cal, qat, **options)
     result = TfliteResult(content, strategy, notes)
     if config.sparse:
-        dense = _convert(exported, config, x_cal, qat, sparse=False, float_ops=float_ops)
+        dense = _convert(exported, config, x_cal, qat, sparse=False, **options)
         result.dense_bytes = len(dense)
         strategy["sparse_weights"] = True
     return result
@@ -254,8 +285,14 @@ def _convert(
     *,
     sparse: bool | None = None,
     float_ops: tuple[str, ...] = (),
+    int8_input: bool = True,
 ) -> bytes:
-    """The flatbuffer; ``float_ops`` (full int8 only) are op types left in float32."""
+    """The flatbuffer; ``float_ops`` (full int8 only) are op types left in float32.
+
+    With ``x_cal`` full int8 admits int8 builtins only; without (a QAT model converted on
+    its learned ranges alone) an op training left without ranges stays float.
+    ``int8_input=False`` keeps a float input float in full int8 (a QAT model's token ids).
+    """
     from edgesmith.zoo.tfkeras import tf
 
     t = tf()
@@ -292,17 +329,18 @@ def _convert(
         # (what QuantizationDebugger.get_nondebug_quantized_model does, with int8 in/out).
         converter._experimental_calibrate_only = True
     elif config.quant == "int8":
-        if not qat:  # a QAT graph carries its ranges; the INT8-only op set wants calibration
+        if x_cal is not None:  # the INT8-only op set needs every range: learned or measured
             converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = t.int8  # applies to float inputs; ids stay int32
+        if int8_input:
+            converter.inference_input_type = t.int8  # applies to float inputs; ids stay int32
         converter.inference_output_type = t.int8
     elif config.quant == "int16x8":
         converter.target_spec.supported_ops = [
             t.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
-    with quiet_stderr() as log:
+    with native_log() as log:
         try:
-            content = bytes(converter.convert())
+            content = _run_converter(converter)
             if float_ops:
                 content = _quantize_selectively(content, float_ops)
         except Exception as exc:
@@ -311,8 +349,19 @@ def _convert(
                 f"{converter_message(str(exc), log.read())}",
                 expected="a model whose every op has a LiteRT kernel in this mode",
                 fix="try another --quant mode; the record of a working mode lists the ops",
-            ) from None
+            ) from exc
     return compact_flatbuffer(content)
+
+
+def _run_converter(converter: Any) -> bytes:
+    """``converter.convert()`` without the warning a QAT model's int8 input raises.
+
+    The converter asks for input statistics, but a QAT graph's input range is learned
+    (its QuantizeLayer): the warning is not actionable.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return bytes(converter.convert())
 
 
 def _quantize_selectively(calibrated: bytes, float_ops: tuple[str, ...]) -> bytes:
@@ -332,120 +381,31 @@ def _quantize_selectively(calibrated: bytes, float_ops: tuple[str, ...]) -> byte
     )
 
 
-# Model.metadata entries the converter writes that no runtime reads: the version string
-# of the oldest runtime with every op's kernel, and the converter's own options. LiteRT
-# does read "reduced_precision_support", and apps read the support-library
-# "TFLITE_METADATA": any name not listed here is kept.
-UNUSED_METADATA = frozenset({"min_runtime_version", "CONVERSION_METADATA"})
+def int8_report(content: bytes) -> dict[str, Any]:
+    """Operators and input/output tensor types of a .tflite flatbuffer, across all subgraphs.
 
-
-def compact_flatbuffer(content: bytes) -> bytes:
-    """The same model, written without the converter's redundancy; every value is kept.
-
-    * internal tensor names are dropped (inputs, outputs and signatures keep theirs): in a
-      small model these Keras scope strings are a visible share of the file (cnn-mnist
-      int8: 1.9 kB);
-    * identical quantization parameters are written once and shared. The converter writes
-      a table with its own ``scale`` (float32) and ``zero_point`` (int64) arrays for every
-      tensor, one entry per channel for per-channel weights *and* their int32 biases,
-      and the zero points of symmetric int8 weights are all 0: in dscnn-kws int8 (24,202
-      parameters) these arrays were 15.2 kB of a 42.8 kB file, 9.6 kB of it zeros. A
-      FlatBuffer may point several tables at one vector or table, so each distinct array
-      is stored once; the runtime reads the same numbers (outputs are bit-identical);
-    * converter metadata no runtime reads (:data:`UNUSED_METADATA`) is dropped.
-
-    Neither the zero-point arrays nor the biases' scales can go: LiteRT refuses a scale
-    without a zero point, and XNNPACK computes differently without the bias scales.
+    ``float_ops`` lists the operators that read or write float32 activations (constants
+    excluded): a full-int8 model has none, except a ``CAST`` of float token ids.
+    ``input_type``/``output_type`` are the schema's type names (``INT8``, ``FLOAT32``, ...).
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
+    from edgesmith.runtime.tflite_flatbuffer import parse_flatbuffer
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    shared = _shared_quantization(schema)
-    for sub in model.subgraphs or []:
-        keep = {int(i) for i in sub.inputs} | {int(i) for i in sub.outputs}
-        for index, tensor in enumerate(sub.tensors or []):
-            if index not in keep:
-                tensor.name = None
-            if tensor.quantization is not None and tensor.quantization.details is None:
-                tensor.quantization.__class__ = shared
-    _drop_unused_metadata(model)
-    builder = flatbuffers.Builder(max(1024, len(content)))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _drop_unused_metadata(model: Any) -> None:
-    """Remove :data:`UNUSED_METADATA` entries and the buffers only they used."""
-    entries = model.metadata or []
-    dropped = [m for m in entries if _text(m.name) in UNUSED_METADATA]
-    if not dropped:
-        return
-    kept = [m for m in entries if _text(m.name) not in UNUSED_METADATA]
-    model.metadata = kept or None
-    used = {int(t.buffer) for sub in model.subgraphs or [] for t in sub.tensors or []}
-    used |= {int(m.buffer) for m in kept}
-    used |= {int(b) for b in (model.metadataBuffer if model.metadataBuffer is not None else [])}
-    buffers = model.buffers or []
-    for entry in dropped:
-        if entry.buffer not in used and 0 < entry.buffer < len(buffers):
-            buffers[entry.buffer] = type(buffers[entry.buffer])()  # emptied, indices unchanged
-    while len(buffers) > 1 and len(buffers) - 1 not in used and _empty(buffers[-1]):
-        buffers.pop()  # trailing buffers: nothing refers to them, no index shifts
-
-
-def _empty(buffer: Any) -> bool:
-    return (buffer.data is None or len(buffer.data) == 0) and not buffer.offset
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
-def _shared_quantization(schema: Any) -> type:
-    """A QuantizationParametersT that packs each distinct table and array once per build."""
-    tables: dict[tuple[Any, ...], int] = {}
-    vectors: dict[tuple[str, bytes], int] = {}
-
-    def vector(builder: Any, values: Any, dtype: type) -> int | None:
-        if values is None:
-            return None
-        array = np.asarray(values, dtype)
-        key = (array.dtype.str, array.tobytes())
-        if key not in vectors:
-            vectors[key] = builder.CreateNumpyVector(array)
-        return vectors[key]
-
-    class SharedQuantization(schema.QuantizationParametersT):
-        def Pack(self, builder: Any) -> int:  # the name the flatbuffers object API calls
-            fields = (self.min, self.max, self.scale, self.zeroPoint)
-            types = (np.float32, np.float32, np.float32, np.int64)
-            key = (
-                *(
-                    None if v is None else np.asarray(v, d).tobytes()
-                    for v, d in zip(fields, types, strict=True)
-                ),
-                int(self.quantizedDimension),
-            )
-            if key in tables:
-                return tables[key]
-            low, high, scale, zero = (
-                vector(builder, v, d) for v, d in zip(fields, types, strict=True)
-            )
-            schema.QuantizationParametersStart(builder)
-            if low is not None:
-                schema.QuantizationParametersAddMin(builder, low)
-            if high is not None:
-                schema.QuantizationParametersAddMax(builder, high)
-            if scale is not None:
-                schema.QuantizationParametersAddScale(builder, scale)
-            if zero is not None:
-                schema.QuantizationParametersAddZeroPoint(builder, zero)
-            schema.QuantizationParametersAddQuantizedDimension(builder, self.quantizedDimension)
-            tables[key] = schema.QuantizationParametersEnd(builder)
-            return tables[key]
-
-    return SharedQuantization
+    graph = parse_flatbuffer(content, Path("converted.tflite"))
+    ops: set[str] = set()
+    float_ops: set[str] = set()
+    for sub in graph.subgraphs:
+        for op in sub.ops:
+            ops.add(op.name)
+            if any(t.dtype == "float32" and not t.constant for t in sub.op_tensors(op)):
+                float_ops.add(op.name)
+    main = graph.main
+    return {
+        "ops": sorted(ops),
+        "float_ops": sorted(float_ops),
+        "input_type": main.tensors[main.inputs[0]].dtype.upper(),
+        "output_type": main.tensors[main.outputs[0]].dtype.upper(),
+        "size_bytes": len(content),
+    }
 
 
 def converter_message(message: str, log: str = "") -> str:
@@ -459,45 +419,26 @@ def converter_message(message: str, log: str = "") -> str:
     return first.strip()[:300]
 
 
-class _Log:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def read(self) -> str:
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                return handle.read()
-        except OSError:
-            return ""
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[_Log]:
-    """Send C++ stderr (converter diagnostics, quantizer chatter) to a file while converting.
-
-    The MLIR converter prints call-site dumps straight to file descriptor 2; a user gets
-    one clear line from :func:`converter_message` instead.
-    """
-    fd, path = tempfile.mkstemp(prefix="edgesmith-converter-", suffix=".log")
-    saved = os.dup(2)
-    try:
-        os.dup2(fd, 2)
-        yield _Log(path)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
 def _feeds_embedding(model: Any) -> bool:
-    """Whether the model's input goes straight into an Embedding layer (token ids)."""
+    """Whether the model's input goes straight into an Embedding layer (token ids).
+
+    In a QAT model the Embedding is wrapped (QuantizeWrapperV2) and the ids pass a
+    QuantizeLayer first, which leaves them unquantized.
+    """
     name = model.inputs[0].name
     for layer in model.layers:
-        if type(layer).__name__ == "Embedding":
+        inner = layer
+        while type(inner).__name__.startswith("Quantize") and hasattr(inner, "layer"):
+            inner = inner.layer
+        if type(inner).__name__ == "Embedding":
             try:
-                return layer.input.name == name
+                source = layer.input
+                while source.name != name:
+                    producer = source._keras_history.layer
+                    if type(producer).__name__ != "QuantizeLayer":
+                        return False
+                    source = producer.input
+                return True
             except AttributeError:  # a layer used more than once has no single input
                 return False
     return False

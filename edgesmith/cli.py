@@ -7,6 +7,7 @@ Every command imports its heavy modules (TensorFlow among them) only when it run
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -18,6 +19,8 @@ from edgesmith.core.errors import EdgesmithError
 # One module per command group under edgesmith/commands/, each with register(subparsers).
 # Building the parser imports none of TensorFlow: handlers import what they need.
 COMMAND_MODULES = ("zoo", "compress", "convert", "bench", "run")
+# Set to 1 to see the full Python trace (with its causes) behind any error.
+DEBUG_ENV = "EDGESMITH_DEBUG"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,12 +33,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except EdgesmithError as exc:
-        from edgesmith.console import err
-
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc), exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not a user error: one line, the trace on request
+        _print_error(
+            f"internal error ({type(exc).__name__}: {exc}); please report it with the "
+            f"output of the same command run with {DEBUG_ENV}=1",
+            exc,
+        )
+        return 1
+
+
+def _print_error(message: str, exc: BaseException) -> None:
+    """One line on stderr; with EDGESMITH_DEBUG=1 the full trace (causes included) first."""
+    from edgesmith.console import err
+
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        import traceback
+
+        err.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,15 @@
-"""Terminal output shared by every command: one console on stderr, progress bars, tables. TF-free."""
+"""Terminal output shared by every command: one console on stderr, progress bars, tables. TF-free.
+
+Library code never prints: it reports through a ``progress`` callback
+(:mod:`edgesmith.core.progress`). The commands pass :func:`progress_renderer`, which draws
+those events here.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -16,6 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from edgesmith.core.progress import ProgressEvent
 
 # Progress and messages go to stderr so that stdout stays clean for JSON and tables.
 # Off a terminal (pipes, CI logs) a wide fixed width keeps table cells from being cut.
@@ -36,6 +45,78 @@ def progress_bar(*, transient: bool = False) -> Progress:
         transient=transient,
         disable=not err.is_terminal,
     )
+
+
+# Fields of a progress event shown beside its bar, in this order, when present.
+STATUS_FIELDS = ("loss", "val_accuracy")
+
+
+class ProgressRenderer:
+    """A :data:`~edgesmith.core.progress.Progress` callback that draws events with rich.
+
+    An event with ``done`` and ``total`` advances the bar of its task (one bar per task,
+    created on its first event and finished when ``done`` reaches ``total``), showing the
+    loss and validation accuracy among its fields. Any other event is a message, printed
+    on stderr (``warning`` events in yellow). Use it as a context manager so the bars stop
+    with the command.
+
+    Example:
+        >>> with progress_renderer() as progress:  # doctest: +SKIP
+        ...     train_zoo_model("cnn-digits", progress=progress)
+    """
+
+    def __init__(self) -> None:
+        self._bar = progress_bar()
+        self._tasks: dict[str, Any] = {}
+        self._started = False
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.done is None or event.total is None:
+            self._message(event)
+            return
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        status = " ".join(
+            f"{key}={event.fields[key]:.3f}" for key in STATUS_FIELDS if key in event.fields
+        )
+        task = self._tasks.get(event.task)
+        if task is None:
+            task = self._bar.add_task(event.task, total=event.total, status=status)
+            self._tasks[event.task] = task
+        self._bar.update(task, completed=event.done, total=event.total, status=status)
+        if event.done >= event.total:
+            # Finished: a later task of the same name (another step's fine-tuning) gets
+            # its own bar.
+            del self._tasks[event.task]
+
+    def _message(self, event: ProgressEvent) -> None:
+        # Text, not markup: messages quote user input such as exclude='^[ab]' verbatim.
+        if event.level == "warning":
+            err.print(Text.assemble(("warning: ", "yellow"), event.message))
+        else:
+            err.print(Text(event.message))
+
+    def close(self) -> None:
+        if self._started:
+            self._bar.stop()
+            self._started = False
+
+    def __enter__(self) -> ProgressRenderer:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def progress_renderer() -> ProgressRenderer:
+    """A progress callback for library calls that shows their events on the terminal."""
+    return ProgressRenderer()
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

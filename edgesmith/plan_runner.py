@@ -28,11 +28,13 @@ from typing import Any
 from edgesmith.cache import StageCache
 from edgesmith.core.errors import EdgesmithError
 from edgesmith.core.fileio import read_json, write_json
+from edgesmith.core.progress import Progress, ProgressEvent, as_progress
 from edgesmith.core.records import ResultRecord
 from edgesmith.core.tables import BASELINE_RECIPE
 from edgesmith.plan import Plan, Target
 
 RECORD_FILE = "record.json"
+TASK = "edgesmith run"  # the task name of the runner's stage messages
 
 
 @dataclass
@@ -63,14 +65,18 @@ def run_plan(
     *,
     out: str | os.PathLike[str],
     store: str | os.PathLike[str] | None = None,
-    on_stage: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
-    """Run every variant of ``plan`` and write the report into ``out``."""
+    """Run every variant of ``plan`` and write the report into ``out``.
+
+    ``progress`` receives a message for each stage entry that is computed (not cached)
+    and the training progress of the zoo and compress stages; without it nothing is shown.
+    """
     from edgesmith.report import write_report
 
     out = Path(out)
     cache = StageCache(out / "stages")
-    runner = PlanRunner(plan, cache, store, on_stage or (lambda _stage: None))
+    runner = PlanRunner(plan, cache, store, progress)
     with cache.exclusive():
         records = list(runner.records())
         write_json(out / "plan.json", plan.to_dict())
@@ -80,15 +86,19 @@ def run_plan(
 
 class PlanRunner:
     def __init__(
-        self, plan: Plan, cache: StageCache, store: Any, on_stage: Callable[[str], None]
+        self, plan: Plan, cache: StageCache, store: Any, progress: Progress | None = None
     ) -> None:
         from edgesmith.zoo.store import ModelStore
 
         self.plan = plan
         self.cache = cache
         self.store = ModelStore(store)
-        self.on_stage = on_stage
+        self.progress = progress
         self.computed: dict[str, int] = {}
+
+    def on_stage(self, text: str) -> None:
+        """Say that a stage entry is being computed."""
+        as_progress(self.progress)(ProgressEvent(TASK, text))
 
     # -- stages -------------------------------------------------------------------------
 
@@ -104,7 +114,9 @@ class PlanRunner:
         if not self.store.has(name):
             self.on_stage(f"train: {name}")
             self.computed["train"] = self.computed.get("train", 0) + 1
-        card = train_zoo_model(name, data_dir=self.plan.data_dir, store=self.store)
+        card = train_zoo_model(
+            name, data_dir=self.plan.data_dir, store=self.store, progress=self.progress
+        )
         # Retraining a zoo model changes its card, so everything downstream is rebuilt.
         key = StageCache.key("train", card.to_dict())
         return _Model(name, BASELINE_RECIPE, self.store.path(name), key)
@@ -122,7 +134,11 @@ class PlanRunner:
             key,
             f"{parent.name} {recipe_name}",
             lambda tmp: compress_model(
-                parent.folder, recipe, out=tmp / "model", data_dir=self.plan.data_dir
+                parent.folder,
+                recipe,
+                out=tmp / "model",
+                data_dir=self.plan.data_dir,
+                progress=self.progress,
             ),
         )
         return _Model(parent.name, recipe_name, folder / "model", key)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.core.fileio import write_text
+from edgesmith.core.formatting import format_bytes, format_pct
 from edgesmith.core.records import ResultRecord
 from edgesmith.core.tables import BASELINE_RECIPE
 
@@ -156,13 +157,13 @@ def model_table(
         is_base = v is base
         row = [
             v.label + (" (baseline)" if is_base else "") + (" ★" if id(v) in front else ""),
-            _bytes(size),
-            _bytes(gzipped),
+            format_bytes(size),
+            format_bytes(gzipped),
             _ratio(base.size_bytes / size) if base and size else "-",
             _ratio(base_gzip / gzipped) if base_gzip and gzipped else "-",
-            _pct(acc),
+            format_pct(acc),
             _delta(acc, base.accuracy if base else None),
-            _pct(v.first("sparsity")),
+            format_pct(v.first("sparsity")),
         ]
         for backend, base_p50 in base_latency.items():
             p50 = v.p50(backend)
@@ -261,7 +262,7 @@ def render_markdown(records: Sequence[ResultRecord], *, title: str = "edgesmith 
         base = baseline_of(variants)
         header = f"## {model} ({variants[0].family})"
         if base and base.accuracy is not None:
-            header += f", float baseline accuracy {_pct(base.accuracy)}"
+            header += f", float baseline accuracy {format_pct(base.accuracy)}"
         columns, rows = model_table(variants, backends)
         parts.append(header + "\n\n" + markdown_table(columns, rows))
     failures, notes = failures_and_notes(records)
@@ -286,7 +287,7 @@ def render_html(records: Sequence[ResultRecord], *, title: str = "edgesmith repo
         base = baseline_of(variants)
         heading = f"{model} ({variants[0].family})"
         if base and base.accuracy is not None:
-            heading += f" — float baseline accuracy {_pct(base.accuracy)}"
+            heading += f" — float baseline accuracy {format_pct(base.accuracy)}"
         columns, rows = model_table(variants, backends)
         body.append(f"<h2>{html.escape(heading)}</h2>")
         body.append(_html_table(columns, rows, css_class="results"))
@@ -417,16 +418,6 @@ def _plot_accuracy_vs_latency(backend: str, variants: Sequence[Variant]) -> byte
     if by_model:
         ax.legend(fontsize="small")
     return _png(fig)
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1024:.1f} KiB" if value < 1024 * 1024 else f"{value / 1024 / 1024:.2f} MiB"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def _delta(value: float | None, base: float | None) -> str:

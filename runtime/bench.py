@@ -27,262 +27,35 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import re
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgesmith.core.errors import (
-    BackendUnavailableError,
-    ConfigError,
-    DataError,
-    EdgesmithError,
-    ModelFileError,
-)
+from edgesmith.core.errors import BackendUnavailableError, ConfigError, EdgesmithError
+from edgesmith.core.native_log import native_log
 from edgesmith.core.records import ResultRecord
 from edgesmith.core.tables import DEFAULT_RUNS, DEFAULT_WARMUP
-from edgesmith.runtime.backends import (
-    BACKENDS,
-    available_backends,
-    backend_label,
-    missing,
-    parse_backend,
+from edgesmith.runtime.backend_plan import BackendPlan, plan_backends
+from edgesmith.runtime.backends import BACKENDS, parse_backend
+from edgesmith.runtime.evalset import (
+    EvalSet,
+    eval_feeds,
+    load_eval_set,
+    match_eval_set,
+    random_feeds,
+    score,
+    state_inputs,
 )
 from edgesmith.runtime.modelfile import ModelInfo, inspect_model
-from edgesmith.runtime.runners import Runner, TensorSpec, is_state_input, open_runner, quantize
+from edgesmith.runtime.runner_base import Runner
+from edgesmith.runtime.runners import open_runner
 from edgesmith.runtime.sysinfo import environment, peak_rss_mb, rss_mb
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    """Labelled inputs for accuracy: ``arrays`` by input (``x``, or input names) and labels ``y``."""
-
-    path: Path
-    arrays: dict[str, np.ndarray]
-    y: np.ndarray
-    model: str | None = None
-    split: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
-    """Read an eval set (.npz with ``x`` and ``y``, as ``edgesmith zoo export-eval`` writes).
-
-    Example:
-        >>> load_eval_set("/no/such.npz")
-        Traceback (most recent call last):
-        ...
-        edgesmith.core.errors.DataError: /no/such.npz: file not found: expected an .npz eval set with arrays x and y; write one with: edgesmith zoo export-eval NAME --out FILE.npz
-    """
-    path = Path(path)
-    expected = "an .npz eval set with arrays x and y"
-    fix = "write one with: edgesmith zoo export-eval NAME --out FILE.npz"
-    if not path.is_file():
-        raise DataError(f"{path}: file not found", expected=expected, fix=fix)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except Exception as exc:  # BadZipFile, ValueError (pickled objects), OSError
-        raise DataError(
-            f"{path}: not a readable .npz file ({exc})", expected=expected, fix=fix
-        ) from None
-    if "y" not in arrays or not any(
-        k not in ("y", "class_names", "model", "split") for k in arrays
-    ):
-        raise DataError(f"{path}: has arrays {sorted(arrays)}", expected=expected, fix=fix)
-    y = arrays.pop("y")
-    meta = {k: arrays.pop(k) for k in ("class_names", "model", "split") if k in arrays}
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
-        y = y.argmax(axis=1)
-    y = y.reshape(len(y), -1) if y.ndim > 1 and y.shape[1:] != (1,) else y.reshape(-1)
-    if y.dtype.kind not in "iub" or len(y) == 0:
-        raise DataError(
-            f"{path}: y holds {len(y)} {y.dtype} labels",
-            expected="at least one integer class label per sample",
-            fix=fix,
-        )
-    for key, x in arrays.items():
-        if x.ndim == 0 or len(x) != len(y):
-            raise DataError(
-                f"{path}: {key} has {len(x) if x.ndim else 0} samples and y has {len(y)}",
-                expected="one label per sample",
-                fix=fix,
-            )
-    return EvalSet(
-        path=path,
-        arrays=arrays,
-        y=y,
-        model=str(meta["model"]) if "model" in meta else None,
-        split=str(meta["split"]) if "split" in meta else None,
-    )
-
-
-def state_inputs(info: ModelInfo, names: Iterable[str] = ()) -> set[str]:
-    """Inputs fed zeros: those named in ``names`` plus, with several inputs, state-like names."""
-    names = set(names)
-    unknown = names - {t.name for t in info.inputs}
-    if unknown:
-        raise ConfigError(
-            f"--state {', '.join(sorted(unknown))}",
-            expected="input names of the model: " + ", ".join(t.name for t in info.inputs),
-        )
-    if len(info.inputs) > 1:
-        names |= {t.name for t in info.inputs if is_state_input(t.name)}
-    return names
-
-
-def match_eval_set(
-    info: ModelInfo,
-    evalset: EvalSet,
-    state: set[str],
-    shapes: Mapping[str, Sequence[int]] | None = None,
-) -> tuple[list[np.ndarray | None], dict[str, tuple[int, ...]]]:
-    """The eval arrays in the model's input order (None: zeros) and the shapes they need.
-
-    Raises :class:`ModelFileError` naming both files when the samples do not fit the model.
-    """
-    arrays: list[np.ndarray | None] = [None] * len(info.inputs)
-    pool = dict(evalset.arrays)
-    data = [i for i, t in enumerate(info.inputs) if t.name not in state]
-    for i in data:
-        if info.inputs[i].name in pool:
-            arrays[i] = pool.pop(info.inputs[i].name)
-    for i in data:
-        if arrays[i] is None and "x" in pool:
-            arrays[i] = pool.pop("x")
-    fix = "export the eval set of the model this file came from: edgesmith zoo export-eval NAME --out FILE.npz"
-    lacking = [info.inputs[i].name for i in data if arrays[i] is None]
-    if lacking or not data:
-        raise ModelFileError(
-            f"{evalset.path}: no samples for input(s) {', '.join(lacking) or '(none)'} of {info.path}",
-            expected="x for the model's data input, or one array named after each input",
-            fix=fix,
-        )
-    needed: dict[str, tuple[int, ...]] = {}
-    shapes = shapes or {}
-    for i in data:
-        tensor, x = info.inputs[i], arrays[i]
-        signature, sample = tensor.shape_signature, tuple(x.shape[1:])
-        fits = len(signature) == len(sample) + 1 and all(
-            s < 0 or s == d for s, d in zip(signature[1:], sample, strict=True)
-        )
-        if not fits:
-            shown = "(" + ", ".join("?" if d < 0 else str(d) for d in signature[1:]) + ")"
-            raise ModelFileError(
-                f"{info.path}: input {tensor.name!r} takes samples of shape {shown} but "
-                f"{evalset.path.name} has samples of shape {sample}",
-                expected="an eval set made for this model",
-                fix=fix,
-            )
-        integer_input = np.dtype(tensor.dtype).kind in "iub" and tensor.scale is None
-        if integer_input and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
-            raise ModelFileError(
-                f"{info.path}: input {tensor.name!r} takes {tensor.dtype} values (token ids) but "
-                f"{evalset.path.name} holds fractional {x.dtype} samples",
-                expected="an eval set made for this model",
-                fix=fix,
-            )
-        if tensor.dynamic and tensor.name not in shapes:
-            batch = signature[0] if signature and signature[0] > 0 else 1
-            needed[tensor.name] = (batch, *sample)
-    return arrays, needed
-
-
-def random_feeds(specs: Sequence[TensorSpec], state: set[str], seed: int = 0) -> list[np.ndarray]:
-    """Inputs of the right shapes and types: random values, zeros for state inputs.
-
-    Quantized inputs get integers over their whole range; other integer inputs (token ids)
-    get 0 or 1, which every vocabulary has; floats are uniform in [-1, 1).
-    """
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for spec in specs:
-        dtype = np.dtype(spec.dtype)
-        if spec.name in state:
-            feeds.append(np.zeros(spec.shape, dtype))
-        elif dtype.kind == "f":
-            feeds.append(rng.uniform(-1.0, 1.0, spec.shape).astype(dtype))
-        elif dtype.kind == "b":
-            feeds.append(rng.integers(0, 2, spec.shape).astype(dtype))
-        elif spec.quantized:
-            info = np.iinfo(dtype)
-            feeds.append(rng.integers(info.min, info.max, spec.shape, endpoint=True).astype(dtype))
-        else:
-            feeds.append(rng.integers(0, 2, spec.shape).astype(dtype))
-    return feeds
-
-
-def eval_feeds(runner: Runner, arrays: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-    """The first batch of the eval set in the model's dtypes (the timed runs' input)."""
-    feeds = []
-    for spec, x in zip(runner.inputs, arrays, strict=True):
-        feed = np.zeros(spec.shape, np.dtype(spec.dtype))
-        if x is not None:
-            n = min(len(x), spec.shape[0] if spec.shape else 1)
-            feed[:n] = quantize(x[:n], spec)
-        feeds.append(feed)
-    return feeds
-
-
-def score(y: np.ndarray, outputs: np.ndarray) -> float:
-    """Top-1 accuracy; a single output column is read as a probability (> 0.5 is class 1)."""
-    from edgesmith.core.metrics import accuracy
-
-    outputs = (
-        outputs.reshape(len(y), *outputs.shape[1:])
-        if outputs.ndim > 1
-        else outputs.reshape(len(y), 1)
-    )
-    if outputs.shape[-1] == 1:
-        return float(
-            np.mean((outputs.reshape(len(y), -1)[:, 0] > 0.5).astype(np.int64) == y.reshape(-1))
-        )
-    return accuracy(y, outputs)
-
-
-def timed_runs(invoke: Callable[[], object], runs: int, min_time: float = 0.0) -> list[int]:
-    """Nanoseconds of each call of ``invoke``: at least ``runs`` calls and ``min_time`` seconds."""
-    clock = time.perf_counter_ns
-    times: list[int] = []
-    append = times.append
-    deadline = clock() + int(min_time * 1e9)
-    collecting = gc.isenabled()
-    gc.disable()  # a collection inside a timed call would be charged to the model
-    try:
-        while len(times) < runs or clock() < deadline:
-            start = clock()
-            invoke()
-            append(clock() - start)
-    finally:
-        if collecting:
-            gc.enable()
-    return times
-
-
-def latency_stats(times_ns: Sequence[int]) -> dict[str, float]:
-    """mean, std, min, max, p50, p90, p99 in milliseconds of per-run times in nanoseconds."""
-    ms = np.asarray(times_ns, np.float64) / 1e6
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {
-        "mean": float(ms.mean()),
-        "std": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
-        "min": float(ms.min()),
-        "max": float(ms.max()),
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
-    }
+from edgesmith.runtime.timing import latency_stats, timed_runs
 
 
 def quant_label(info: ModelInfo) -> str | None:
@@ -350,7 +123,7 @@ def benchmark(
             path, backend=backend, threads=threads, shapes=all_shapes, info=info, **options
         )
         measured = _measure(runner, arrays, evalset, zeros, seed, warmup, runs, min_time, memory)
-        failure = accelerator_failure(log_file.read_text(encoding="utf-8", errors="replace"))
+        failure = accelerator_failure(log_file.read())
     times, first_ms, accuracy, samples = measured
     stats = latency_stats(times)
     latency = {"init": runner.init_ms, "first": first_ms, **stats}
@@ -468,87 +241,13 @@ def accelerator_failure(log: str) -> str | None:
     return "WebGPU validation error: " + detail[:200]
 
 
-@contextlib.contextmanager
-def native_log(path: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """Send what native libraries write to stderr (file descriptor 2) to a file meanwhile.
-
-    Runtimes log from C++ straight to fd 2 (INFO chatter, and errors no Python exception
-    carries); the benchmark reads them afterwards. ``path`` keeps the file (a worker's log
-    that the parent reads if the worker dies); without it a temporary file is used.
-    """
-    with contextlib.ExitStack() as stack:
-        if path is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgesmith-log-"))
-            path = Path(folder, "native.log")
-        path = Path(path)
-        path.touch()
-        sys.stderr.flush()
-        try:
-            saved = os.dup(2)
-        except OSError:  # no stderr at all (a daemon): nothing to take
-            yield path
-            return
-        try:
-            with open(path, "ab") as target:
-                os.dup2(target.fileno(), 2)
-                try:
-                    yield path
-                finally:
-                    sys.stderr.flush()
-                    os.dup2(saved, 2)
-        finally:
-            os.close(saved)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What :func:`bench_file` will do with each requested backend."""
-
-    backend: str  # with its argument: external:PATH
-    skip: str | None  # why it cannot run here (None: it runs)
-    explicit: bool  # asked for by name rather than through auto
-
-
-def plan_backends(
-    requested: Sequence[str], info: ModelInfo, *, swiftshader: bool = False
-) -> list[Plan]:
-    """Expand ``auto`` and check each backend against the file's format and this machine."""
-    plans: dict[str, Plan] = {}
-    for value in requested or ("auto",):
-        for part in [p for p in str(value).split(",") if p.strip()]:
-            name, argument = parse_backend(part.strip())
-            if name == "auto":
-                names = available_backends(info.format, swiftshader=swiftshader)
-                others = [
-                    b.name for b in BACKENDS.values()
-                    if b.format == info.format and b.name != "external" and b.name not in names
-                ]  # fmt: skip
-                entries = [(n, None, False) for n in [*names, *others]]
-            else:
-                entries = [(name, argument, True)]
-            for entry_name, entry_arg, explicit in entries:
-                label = backend_label(entry_name, entry_arg)
-                if label in plans and not (explicit and not plans[label].explicit):
-                    continue  # asked twice; asking by name makes a skip an error
-                if BACKENDS[entry_name].format != info.format:
-                    runs = [b.name for b in BACKENDS.values() if b.format == info.format]
-                    reason = (
-                        f"runs {BACKENDS[entry_name].format} files and {info.path.name} is "
-                        f"{info.format}: use {' or '.join(runs)}"
-                    )
-                else:
-                    reason = missing(entry_name, entry_arg, swiftshader=swiftshader)
-                plans[label] = Plan(label, reason, explicit)
-    return list(plans.values())
-
-
 def bench_file(
     path: str | os.PathLike[str],
     backends: Sequence[str] = ("auto",),
     *,
     isolate: bool = True,
     eval_set: str | os.PathLike[str] | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
+    on_plan: Callable[[BackendPlan], None] | None = None,
     timeout: float | None = None,
     **kwargs: Any,
 ) -> list[ResultRecord]:
@@ -604,7 +303,7 @@ def bench_file(
             if plan.explicit:
                 records.append(base.updated(error=str(exc)))
             elif on_plan is not None:
-                on_plan(Plan(plan.backend, str(exc), False))
+                on_plan(BackendPlan(plan.backend, str(exc), False))
             continue
         except EdgesmithError as exc:
             records.append(base.updated(error=str(exc)))
@@ -622,14 +321,8 @@ def bench_file(
 __all__ = [
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
-    "EvalSet",
-    "Plan",
+    "accelerator_failure",
     "bench_file",
     "benchmark",
-    "latency_stats",
-    "load_eval_set",
-    "match_eval_set",
-    "plan_backends",
-    "random_feeds",
-    "timed_runs",
+    "quant_label",
 ]

@@ -88,12 +88,6 @@ def use_swiftshader(environ: MutableMapping[str, str] | None = None) -> Path:
     return icd
 
 
-def using_swiftshader(environ: MutableMapping[str, str] | None = None) -> bool:
-    environ = os.environ if environ is None else environ
-    files = environ.get("VK_ICD_FILENAMES", "") or environ.get("VK_DRIVER_FILES", "")
-    return "swiftshader" in files.lower()
-
-
 def icd_manifests(environ: MutableMapping[str, str] | None = None) -> list[Path]:
     """The ICD manifests the Vulkan loader will read (the variables win over the folders)."""
     environ = os.environ if environ is None else environ

@@ -129,7 +129,7 @@ def _build_transformer(
     **_: Any,
 ) -> Any:
     """Pre-norm encoder: embed tokens (ids or feature frames), add positions, attend."""
-    from edgesmith.zoo.layers import custom_objects
+    from edgesmith.zoo.custom_layers import custom_objects
 
     layers = custom_objects()
     depth = depth or 2

@@ -2,7 +2,10 @@
 
 Layout of ``<root>/<name>/``: ``model.keras`` (Keras 2 format), ``card.json`` (a
 :class:`~edgesmith.core.records.ModelCard`) and ``preprocessing.json`` (what turned data
-files into model inputs, fitted on the training split). The root defaults to
+files into model inputs, fitted on the training split). A ``compress`` output folder has
+the same layout with a :class:`~edgesmith.core.records.CompressionCard` (and
+``recipe.json``); its card's ``qat`` flag says whether ``model.keras`` holds a
+quantization-aware model, which loads with :mod:`edgesmith.zoo.quantized`'s objects. The root defaults to
 ``$EDGESMITH_HOME/models`` or the user cache (``~/.cache/edgesmith/models``).
 
 Example:
@@ -21,7 +24,7 @@ from typing import Any
 
 from edgesmith.core.errors import StoreError
 from edgesmith.core.fileio import atomic_path, read_json, write_json
-from edgesmith.core.records import ModelCard
+from edgesmith.core.records import ModelCard, card_from_dict
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
@@ -65,7 +68,7 @@ class ModelStore:
                 f"no trained copy of {name!r} in {self.root}",
                 fix=f"train it first: edgesmith zoo train {name} --out {self.root}",
             )
-        return ModelCard.from_dict(read_json(self.path(name) / CARD_FILE))
+        return card_from_dict(read_json(self.path(name) / CARD_FILE))
 
     def load(self, name: str) -> StoredModel:
         """Load model, card and preprocessing of ``name``."""
@@ -88,30 +91,39 @@ class ModelStore:
 def load_model_folder(folder: str | os.PathLike[str]) -> StoredModel:
     """Load a folder laid out like a store entry (also what ``compress`` writes)."""
     folder = Path(folder)
+    card = read_card(folder)
+    preprocessing = read_json(folder / PREPROCESSING_FILE)
+    model = load_keras_model(folder / MODEL_FILE, qat=card.qat)
+    return StoredModel(model, card, preprocessing, folder)
+
+
+def read_card(folder: str | os.PathLike[str]) -> ModelCard:
+    """The card of a model folder, typed: a ``CompressionCard`` for a ``compress`` output."""
+    folder = Path(folder)
     if not (folder / CARD_FILE).is_file():
         raise StoreError(
             f"{folder}: no {CARD_FILE}",
             expected="a model folder written by `edgesmith zoo train` or `edgesmith compress`",
         )
-    card = ModelCard.from_dict(read_json(folder / CARD_FILE))
-    preprocessing = read_json(folder / PREPROCESSING_FILE)
-    return StoredModel(load_keras_model(folder / MODEL_FILE), card, preprocessing, folder)
+    return card_from_dict(read_json(folder / CARD_FILE))
 
 
-def load_keras_model(path: str | os.PathLike[str]) -> Any:
-    """Load a Keras 2 model file with the zoo's custom layers, with a clear error if broken."""
+def load_keras_model(path: str | os.PathLike[str], *, qat: bool = False) -> Any:
+    """Load a Keras 2 model file with the zoo's custom layers, with a clear error if broken.
+
+    ``qat``: the file holds a quantization-aware model (its card says so), whose tfmot
+    wrappers and edgesmith quantize configs load in :func:`~edgesmith.zoo.quantized.quantize_scope`.
+    """
     from edgesmith.core.errors import ModelFileError
-    from edgesmith.zoo.layers import custom_objects
+    from edgesmith.zoo.custom_layers import custom_objects
     from edgesmith.zoo.tfkeras import keras
 
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: not found", expected="a saved Keras model")
     try:
-        if _is_quantization_aware(path):
-            # A QAT model written by `edgesmith compress` holds tfmot's wrappers and
-            # edgesmith's quantize configs: load it in their scope.
-            from edgesmith.compress.qat import quantize_scope
+        if qat:
+            from edgesmith.zoo.quantized import quantize_scope
 
             with quantize_scope():
                 return keras().models.load_model(path, compile=False)
@@ -121,10 +133,3 @@ def load_keras_model(path: str | os.PathLike[str]) -> Any:
             f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc})"[:500],
             expected="a .keras, .h5 or SavedModel written by tf-keras 2",
         ) from None
-
-
-def _is_quantization_aware(path: Path) -> bool:
-    """Whether a model file holds tfmot quantize wrappers (its config names them)."""
-    if not path.is_file() or path.stat().st_size > 512 * 2**20:
-        return False
-    return b"QuantizeWrapperV2" in path.read_bytes()

@@ -35,8 +35,18 @@ def tf() -> ModuleType:
             expected="TF_USE_LEGACY_KERAS=1 (tensorflow-model-optimization needs Keras 2)",
             fix="unset the variable or set it to 1 before starting Python",
         )
+    import sys
+
+    from edgesmith.core.native_log import native_log
+
     try:
-        import tensorflow
+        if "tensorflow" in sys.modules:
+            import tensorflow
+        else:
+            # TensorFlow's C++ start-up lines (absl's pre-init warning, "Could not find
+            # cuda drivers") ignore TF_CPP_MIN_LOG_LEVEL; they say nothing a user can act on.
+            with native_log():
+                import tensorflow
     except ImportError as exc:  # the runtime-only install has no TensorFlow
         raise _missing("tensorflow", exc) from None
     # Retracing and deprecation chatter is not actionable for a user of the CLI.

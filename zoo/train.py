@@ -1,5 +1,9 @@
 """Train zoo models deterministically and keep them in the model store.
 
+:func:`train_loop` is the one training loop of the TensorFlow side (seeded, cosine decay,
+keep-best, progress events): zoo training and every compression step use it. Nothing
+here prints; pass ``progress`` to see the epochs.
+
 Example:
     >>> from edgesmith.zoo.train import train_zoo_model
     >>> card = train_zoo_model("cnn-digits", epochs=2, store="/tmp/es-doc-store")  # doctest: +SKIP
@@ -12,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -19,6 +24,7 @@ import numpy as np
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.metrics import classification_metrics
+from edgesmith.core.progress import Progress, ProgressEvent
 from edgesmith.core.records import ModelCard, command_line, library_versions
 from edgesmith.zoo.datasets import DatasetSplits, load_dataset
 from edgesmith.zoo.registry import ModelSpec, TrainConfig, get_spec
@@ -73,43 +79,107 @@ def fit(
     seed: int = 0,
     description: str = "training",
     loss: Any = None,
+    progress: Progress | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``model`` on ``data.train``; keep the weights of the best validation epoch.
+    """Train ``model`` on ``data.train`` with a zoo budget; keep the best validation epoch.
 
     Returns the per-epoch history (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``).
     """
+    return train_loop(
+        model,
+        data,
+        epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        weight_decay=config.weight_decay,
+        augment=config.augment,
+        seed=seed,
+        loss=loss,
+        task=description,
+        progress=progress,
+    )
+
+
+def train_loop(
+    model: Any,
+    data: DatasetSplits,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int = 0,
+    task: str = "training",
+    progress: Progress | None = None,
+    loss: Any = None,
+    metrics: Sequence[Any] = ("accuracy",),
+    callbacks: Sequence[Any] = (),
+    weight_decay: float = 0.0,
+    augment: str | None = None,
+    decay_floor: float = 0.0,
+    clipnorm: float | None = None,
+    keep_best_from: int | None = 0,
+    x_train: np.ndarray | None = None,
+    y_train: np.ndarray | None = None,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+) -> dict[str, list[float]]:
+    """The one training loop: Adam (AdamW with ``weight_decay``) on a cosine decay, seeded.
+
+    Zoo training and every compression step train through it. The learning rate decays
+    from ``learning_rate`` to ``decay_floor`` times it over ``epochs``; ``clipnorm`` caps
+    each gradient's norm; ``augment="shift"`` translates images by up to 2 pixels.
+    ``x_*``/``y_*`` replace the data set's arrays (distillation packs teacher logits into
+    the targets). With ``keep_best_from=E`` the weights of the epoch with the best
+    validation accuracy among epochs ``E..`` (0-based) are restored at the end and the
+    history gets ``kept_epoch``; ``None`` keeps the last epoch's. With ``epochs=0`` nothing
+    is trained and the history is empty.
+
+    ``progress`` receives one :class:`~edgesmith.core.progress.ProgressEvent` named
+    ``task`` when training starts and one after each epoch (``done``/``total`` epochs, the
+    epoch's logs as ``fields``). Returns the per-epoch history.
+    """
+    if epochs < 1:
+        return {}
+    if augment not in (None, "shift"):
+        raise ConfigError(f"augment={augment!r}", expected="None or 'shift'")
     from edgesmith.zoo.tfkeras import keras, set_seed, tf
 
     k, t = keras(), tf()
     set_seed(seed)
-    steps = int(np.ceil(len(data.y_train) / config.batch_size))
-    schedule = k.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs)
-    if config.weight_decay:
-        optimizer = k.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    x_train = data.x_train if x_train is None else x_train
+    y_train = data.y_train if y_train is None else y_train
+    x_val = data.x_val if x_val is None else x_val
+    y_val = data.y_val if y_val is None else y_val
+    steps = int(np.ceil(len(y_train) / batch_size))
+    schedule = k.optimizers.schedules.CosineDecay(learning_rate, steps * epochs, alpha=decay_floor)
+    if weight_decay:
+        optimizer = k.optimizers.AdamW(schedule, weight_decay=weight_decay, clipnorm=clipnorm)
     else:
-        optimizer = k.optimizers.Adam(schedule)
+        optimizer = k.optimizers.Adam(schedule, clipnorm=clipnorm)
     model.compile(
         optimizer=optimizer,
         loss=loss or k.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
+        metrics=list(metrics),
     )
-    train = t.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-    train = train.shuffle(len(data.y_train), seed=seed, reshuffle_each_iteration=True)
-    if config.augment == "shift":
+    train = t.data.Dataset.from_tensor_slices((x_train, y_train))
+    train = train.shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
+    if augment == "shift":
         train = train.map(_random_shift(t, seed), num_parallel_calls=1, deterministic=True)
-    elif config.augment is not None:
-        raise ConfigError(f"augment={config.augment!r}", expected="None or 'shift'")
-    train = train.batch(config.batch_size).prefetch(2)
-    best = _keep_best_callback(k)
+    train = train.batch(batch_size).prefetch(2)
+    extra = [_progress_callback(k, progress, task, epochs)] if progress else []
+    best = _keep_best(k, keep_best_from) if keep_best_from is not None and len(y_val) else None
     history = model.fit(
         train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=config.epochs,
+        validation_data=(x_val, y_val) if len(y_val) else None,
+        epochs=epochs,
         verbose=0,
-        callbacks=[best, _progress_callback(k, config.epochs, description)],
+        callbacks=[*callbacks, *extra, *([best] if best else [])],
     )
-    best.restore(model)
-    return {key: [float(v) for v in values] for key, values in history.history.items()}
+    result = {key: [float(v) for v in values] for key, values in history.history.items()}
+    if best is not None and best.weights is not None:
+        model.set_weights(best.weights)
+        result["kept_epoch"] = [float(best.epoch)]
+    return result
 
 
 def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -132,10 +202,12 @@ def train_zoo_model(
     store: ModelStore | str | os.PathLike[str] | None = None,
     retrain: bool = False,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> ModelCard:
     """Train zoo model ``name`` (or reuse the stored copy) and return its card.
 
-    The same ``seed`` and data give the same weights. Progress is shown while training.
+    The same ``seed`` and data give the same weights. ``progress`` receives an event per
+    epoch (see :func:`train_loop`); without it nothing is shown.
     """
     spec = get_spec(name)
     store = store if isinstance(store, ModelStore) else ModelStore(store)
@@ -150,7 +222,7 @@ def train_zoo_model(
     set_seed(seed)
     model = build_for_data(spec, data)
     started = time.perf_counter()
-    fit(model, data, config, seed=seed, description=name)
+    fit(model, data, config, seed=seed, description=name, progress=progress)
     seconds = time.perf_counter() - started
     result = evaluate_model(model, data, "test")
     card = ModelCard(
@@ -188,44 +260,36 @@ def _random_shift(t: Any, seed: int, pixels: int = 2) -> Any:
     return shift
 
 
-def _progress_callback(k: Any, epochs: int, description: str) -> Any:
-    from edgesmith.console import progress_bar
+def _progress_callback(k: Any, progress: Progress, task: str, epochs: int) -> Any:
+    """A Keras callback reporting the start and each finished epoch to ``progress``."""
 
-    class RichProgress(k.callbacks.Callback):
+    class EpochProgress(k.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
-            self.bar = progress_bar()
-            self.bar.start()
-            self.task = self.bar.add_task(description, total=epochs, status="")
+            progress(ProgressEvent(task, "started", done=0, total=epochs))
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            logs = logs or {}
-            status = " ".join(
-                f"{key}={logs[key]:.3f}" for key in ("loss", "val_accuracy") if key in logs
-            )
-            self.bar.update(self.task, advance=1, status=status)
+            fields = {key: float(value) for key, value in (logs or {}).items()}
+            progress(ProgressEvent(task, "epoch", done=epoch + 1, total=epochs, fields=fields))
 
-        def on_train_end(self, logs: Any = None) -> None:
-            self.bar.stop()
-
-    return RichProgress()
+    return EpochProgress()
 
 
-def _keep_best_callback(k: Any) -> Any:
-    """A callback that remembers the weights of the epoch with the best validation accuracy."""
+def _keep_best(k: Any, first_epoch: int) -> Any:
+    """Remembers the weights of the best validation-accuracy epoch from ``first_epoch`` on.
+
+    Strictly better only: of equal epochs the first is kept.
+    """
 
     class KeepBest(k.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.best = -1.0
+            self.epoch = -1
             self.weights: list[np.ndarray] | None = None
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             score = float((logs or {}).get("val_accuracy", -1.0))
-            if score > self.best:
-                self.best, self.weights = score, self.model.get_weights()
-
-        def restore(self, model: Any) -> None:
-            if self.weights is not None:
-                model.set_weights(self.weights)
+            if epoch >= first_epoch and score > self.best:
+                self.best, self.epoch, self.weights = score, epoch, self.model.get_weights()
 
     return KeepBest()

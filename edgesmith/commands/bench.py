@@ -182,7 +182,9 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from edgesmith.console import err, out
-    from edgesmith.runtime.bench import Plan, bench_file
+    from edgesmith.core.formatting import format_shape
+    from edgesmith.runtime.backend_plan import BackendPlan
+    from edgesmith.runtime.bench import bench_file
     from edgesmith.runtime.modelfile import inspect_model
 
     info = inspect_model(args.file)
@@ -201,7 +203,7 @@ def _bench(args: argparse.Namespace) -> int:
     }
     if args.providers:
         options["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
-    shown = ", ".join(f"{t.name} {_dims(t.shape_signature)} {t.dtype}" for t in info.inputs)
+    shown = ", ".join(f"{t.name} {format_shape(t.shape_signature)} {t.dtype}" for t in info.inputs)
     err.print(
         f"{info.path}: {info.format}, {_size(info.size_bytes)}, {info.ops} ops; "
         f"input{'s' if len(info.inputs) != 1 else ''} {shown}; "
@@ -210,7 +212,7 @@ def _bench(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
 
-    def on_plan(plan: Plan) -> None:
+    def on_plan(plan: BackendPlan) -> None:
         if plan.skip is not None and not plan.explicit:
             err.print(
                 f"[dim]skipped {plan.backend}: {plan.skip}[/]", highlight=False, soft_wrap=True
@@ -282,10 +284,6 @@ def _bench(args: argparse.Namespace) -> int:
             write_json(args.json, payload)
             err.print(f"wrote {len(data)} record{'s' if len(data) != 1 else ''} to {args.json}")
     return 2 if any(r.error for r in records) else 0
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return "(" + ",".join("?" if d < 0 else str(d) for d in shape) + ")"
 
 
 def _jsonable(value: Any) -> Any:

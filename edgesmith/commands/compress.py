@@ -67,17 +67,19 @@ def _compress(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)  # a bad recipe fails before TensorFlow loads
     from edgesmith.compress.recipe_runner import compress_model
-    from edgesmith.console import err, out, table
+    from edgesmith.console import err, out, progress_renderer, table
 
-    card = compress_model(
-        args.model,
-        recipe,
-        out=args.out,
-        data_dir=args.data_dir,
-        store=args.store,
-        logdir=args.logdir,
-        seed=args.seed,
-    )
+    with progress_renderer() as progress:
+        card = compress_model(
+            args.model,
+            recipe,
+            out=args.out,
+            data_dir=args.data_dir,
+            store=args.store,
+            logdir=args.logdir,
+            seed=args.seed,
+            progress=progress,
+        )
     err.print(f"compressed model written to {args.out}")
     rows = [
         [

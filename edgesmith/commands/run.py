@@ -55,7 +55,7 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgesmith.console import err, progress_bar
+    from edgesmith.console import err, progress_renderer
     from edgesmith.plan import Plan, load_plan
     from edgesmith.plan_runner import run_plan
 
@@ -80,14 +80,8 @@ def _run(args: argparse.Namespace) -> int:
 
         raise ConfigError("no models", expected="--plan PLAN.yaml or --models NAME ...")
     plan = Plan.from_dict(data)
-    with progress_bar() as bar:
-        task = bar.add_task("edgesmith run", total=None, status="")
-        summary = run_plan(
-            plan,
-            out=args.out,
-            store=args.store,
-            on_stage=lambda stage: bar.update(task, status=stage),
-        )
+    with progress_renderer() as progress:
+        summary = run_plan(plan, out=args.out, store=args.store, progress=progress)
     done = ", ".join(f"{n} {stage}" for stage, n in summary.computed.items()) or "nothing"
     err.print(f"{len(summary.records)} records; computed this run: {done} (the rest was cached)")
     for record in summary.records:

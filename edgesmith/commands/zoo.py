@@ -130,7 +130,7 @@ def _zoo_list(args: argparse.Namespace) -> int:
 
 
 def _zoo_train(args: argparse.Namespace) -> int:
-    from edgesmith.console import err, markdown_table, out, table
+    from edgesmith.console import err, markdown_table, out, progress_renderer, table
     from edgesmith.zoo.registry import get_spec
     from edgesmith.zoo.store import ModelStore
     from edgesmith.zoo.train import train_zoo_model
@@ -143,14 +143,16 @@ def _zoo_train(args: argparse.Namespace) -> int:
         reused = store.has(name) and not args.retrain
         if reused:
             err.print(f"{name}: reusing the stored copy in {store.path(name)} (--retrain to redo)")
-        card = train_zoo_model(
-            name,
-            data_dir=args.data_dir,
-            epochs=args.epochs,
-            store=store,
-            retrain=args.retrain,
-            seed=args.seed,
-        )
+        with progress_renderer() as progress:
+            card = train_zoo_model(
+                name,
+                data_dir=args.data_dir,
+                epochs=args.epochs,
+                store=store,
+                retrain=args.retrain,
+                seed=args.seed,
+                progress=progress,
+            )
         extra = {k: v for k, v in card.metric.items() if k != "accuracy"}
         metric = ", ".join(f"{k}={v:.3f}" for k, v in extra.items()) or None
         row = {

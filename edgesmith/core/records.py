@@ -1,7 +1,9 @@
 """Records that travel between stages. TF-free.
 
 A :class:`ModelCard` describes one trained model in the store: what it is, what data
-made it, and how well it did on its own test split.
+made it, and how well it did on its own test split. A :class:`CompressionCard` is the
+card of a ``compress`` output: the same fields plus what compression did and measured.
+:func:`card_from_dict` reads either from a ``card.json``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
+
+_Card = TypeVar("_Card", bound="ModelCard")
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,59 @@ class ModelCard:
     builder: dict[str, Any] = field(default_factory=dict)
     created: str = ""
 
+    @property
+    def qat(self) -> bool:
+        """Whether the model file holds a quantization-aware model: never for a trained one.
+
+        :class:`CompressionCard` replaces this with the flag the recipe runner records; it
+        is the one place anything decides that a model is quantization-aware.
+        """
+        return False
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+    def from_dict(cls: type[_Card], data: dict[str, Any]) -> _Card:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class CompressionCard(ModelCard):
+    """The card of a compressed model: the zoo card's fields plus what compression measured.
+
+    ``qat`` says that ``model.keras`` holds the quantization-aware model (tfmot wrappers
+    and learned ranges, written as HDF5: ``model_format``); ``steps`` holds one record
+    per recipe step and ``parent`` the card of the model compression started from.
+
+    Example:
+        >>> card = CompressionCard(name="cnn-digits-prune", family="cnn", task="t",
+        ...                        dataset="digits", sparsity=0.8)
+        >>> CompressionCard.from_dict(card.to_dict()) == card
+        True
+        >>> card_from_dict(card.to_dict()).qat, card_from_dict({**card.to_dict(), "qat": True}).qat
+        (False, True)
+    """
+
+    recipe: str = ""
+    qat: bool = False  # a recorded field here; ModelCard.qat is always False
+    sparsity: float | None = None
+    nonzero_params: int | None = None
+    kernel_params: int | None = None
+    unique_weights_max: int | None = None
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+    model_format: str = "keras"
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    parent: dict[str, Any] = field(default_factory=dict)
+
+
+def card_from_dict(data: dict[str, Any]) -> ModelCard:
+    """The card in a ``card.json``: a :class:`CompressionCard` when ``compress`` wrote it.
+
+    A compression card always records its recipe; a zoo card never has that key.
+    """
+    return CompressionCard.from_dict(data) if "recipe" in data else ModelCard.from_dict(data)
 
 
 def library_versions(*packages: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgesmith.compress import distill
+from edgesmith.compress.step import StepContext
 from edgesmith.core.errors import ConfigError
 from tests.compress.conftest import FAMILIES
 
@@ -14,15 +15,18 @@ from tests.compress.conftest import FAMILIES
 def test_distillation_loss_goes_down_for_a_half_width_student(family, tiny):
     case = tiny[family]
     config = distill.DistillConfig(width=0.5, epochs=3, baseline=False)
-    result = distill.run(case.model, case.data, config, teacher_builder=case.builder)
-    loss, soft = result["history"]["loss"], result["history"]["soft_loss"]
+    result = distill.run(case.model, case.data, config, StepContext(builder=case.builder))
+    loss, soft = result.history["loss"], result.history["soft_loss"]
     assert loss[-1] < loss[0] and soft[-1] < soft[0]
-    student = result["model"]
+    student = result.model
     assert student.count_params() < case.model.count_params()
-    assert result["scratch_accuracy"] is None
-    assert result["student_params"] == student.count_params()
+    assert result.details["scratch_accuracy"] is None
+    assert result.details["student_params"] == student.count_params()
     # Recurrent students train with a capped gradient norm (unstable without it).
-    assert result["budget"]["clipnorm"] == (1.0 if family == "lstm" else None)
+    assert result.details["budget"]["clipnorm"] == (1.0 if family == "lstm" else None)
+    # Same architecture as the teacher: its family is the teacher's (None: unchanged).
+    assert result.architecture.builder["arch"] == case.builder["arch"]
+    assert result.architecture.family is None and result.clustered == ()
 
 
 def test_a_student_of_another_family_reads_the_data_in_its_own_layout(tiny):
@@ -30,11 +34,14 @@ def test_a_student_of_another_family_reads_the_data_in_its_own_layout(tiny):
     case = tiny["transformer"]
     config = distill.DistillConfig(student="cnn-digits", width=1.0, epochs=2)
     result = distill.run(case.model, case.data, config)
-    assert result["layout"] == "image" and result["student"] == "cnn-digits"
-    assert result["model"].input_shape[1:] == (8, 8, 1)
-    assert result["history"]["loss"][-1] < result["history"]["loss"][0]
-    assert 0.0 <= result["scratch_accuracy"] <= 1.0  # the same student trained from scratch
-    assert result["teacher_accuracy"] > 0.5
+    details = result.details
+    assert details["layout"] == "image" and details["student"] == "cnn-digits"
+    assert result.architecture.layout == "image" and result.architecture.family == "cnn"
+    assert result.model.input_shape[1:] == (8, 8, 1)
+    assert result.data.x_test.shape[1:] == (8, 8, 1)  # the data as the student reads it
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert 0.0 <= details["scratch_accuracy"] <= 1.0  # the same student trained from scratch
+    assert details["teacher_accuracy"] > 0.5
 
 
 def test_the_loss_mixes_hard_labels_and_softened_teacher_logits():
@@ -55,4 +62,4 @@ def test_the_loss_mixes_hard_labels_and_softened_teacher_logits():
 def test_a_token_student_for_signal_data_is_refused(tiny):
     case = tiny["lstm"]
     with pytest.raises(ConfigError, match="student=transformer-sms reads token ids"):
-        distill.apply(case.model, case.data, distill.DistillConfig(student="transformer-sms"))
+        distill.run(case.model, case.data, distill.DistillConfig(student="transformer-sms"))

@@ -37,35 +37,35 @@ def test_measured_sparsity_matches_the_target(family, schedule, tiny):
     before = [w.copy() for w in case.model.get_weights()]
     config = prune.PruneConfig(sparsity=0.7, schedule=schedule, epochs=1)
     result = prune.run(case.model, case.data, config)
-    pruned = result["model"]
+    pruned = result.model
     assert not _wrappers(pruned)
-    assert MUST_PRUNE[family] <= set(result["plan"]["targets"])
+    assert MUST_PRUNE[family] <= set(result.details["plan"]["targets"])
     summary = weight_summary(pruned)
-    for name in result["plan"]["targets"]:
+    for name in result.details["plan"]["targets"]:
         assert abs(summary["layers"][name]["sparsity"] - 0.7) <= 0.01, name
     assert abs(summary["sparsity"] - 0.7) <= 0.01
     assert summary["nonzero_params"] < summary["params"]
     for old, new in zip(before, case.model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)  # the input model is not touched
-    assert result["history"]["loss"], "fine-tuning ran"
+    assert result.history["loss"], "fine-tuning ran"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_two_four_pruned_kernels_have_two_zeros_in_every_group_of_four(family, tiny):
     case = tiny[family]
     result = prune.run(case.model, case.data, prune.PruneConfig(structure="2:4", epochs=1))
-    kernels = layer_kernels(result["model"])
-    for name in result["plan"]["targets"]:
+    kernels = layer_kernels(result.model)
+    for name in result.details["plan"]["targets"]:
         for weight_name, values in kernels[name]:
             groups = m_by_n_groups(values, 4)
             assert len(groups) > 0
             zeros = np.sum(groups == 0, axis=1)
             assert zeros.min() >= 2, f"{name}/{weight_name}"
     # A layer whose input size is not a multiple of 4 is left dense, and says why.
-    for name, why in result["plan"]["left"].items():
+    for name, why in result.details["plan"]["left"].items():
         assert "multiple of 4" in why or "kept dense" in why, name
     if family == "cnn":
-        assert "conv0a" in result["plan"]["left"]  # one input channel
+        assert "conv0a" in result.details["plan"]["left"]  # one input channel
 
 
 def test_depthwise_kernels_are_pruned_too(tiny):
@@ -75,17 +75,17 @@ def test_depthwise_kernels_are_pruned_too(tiny):
     data = tiny["cnn"].data
     model = build_model("dscnn", input_shape=data.input_shape, num_classes=10, width=0.5, depth=1)
     result = prune.run(model, data, prune.PruneConfig(sparsity=0.6, epochs=1))
-    assert "dw1" in result["plan"]["targets"]
-    assert abs(weight_summary(result["model"])["layers"]["dw1"]["sparsity"] - 0.6) <= 0.01
+    assert "dw1" in result.details["plan"]["targets"]
+    assert abs(weight_summary(result.model)["layers"]["dw1"]["sparsity"] - 0.6) <= 0.01
 
 
 def test_exclude_leaves_matching_layers_dense(tiny):
     case = tiny["transformer"]
     config = prune.PruneConfig(sparsity=0.5, epochs=1, exclude="^(logits|embed)$")
     result = prune.run(case.model, case.data, config)
-    layers = weight_summary(result["model"])["layers"]
+    layers = weight_summary(result.model)["layers"]
     assert layers["logits"]["sparsity"] == 0.0 and layers["embed"]["sparsity"] == 0.0
-    assert result["plan"]["left"]["logits"] == "excluded"
+    assert result.details["plan"]["left"]["logits"] == "excluded"
     assert abs(layers["block0_query"]["sparsity"] - 0.5) <= 0.01
 
 
@@ -93,14 +93,15 @@ def test_unsupported_custom_layer_fails_with_a_clear_message(tiny):
     model = custom_layer_model()
     data = tiny["lstm"].data
     with pytest.raises(ConfigError) as info:
-        prune.apply(model, data, prune.PruneConfig(epochs=1))
+        prune.run(model, data, prune.PruneConfig(epochs=1))
     message = str(info.value)
     assert "'my_scale' (Scale)" in message and "exclude='^my_scale$'" in message
-    pruned = prune.apply(model, data, prune.PruneConfig(sparsity=0.5, epochs=1, exclude="my_scale"))
+    config = prune.PruneConfig(sparsity=0.5, epochs=1, exclude="my_scale")
+    pruned = prune.run(model, data, config).model
     assert weight_summary(pruned)["layers"]["hidden"]["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_excluding_everything_is_refused(tiny):
     case = tiny["cnn"]
     with pytest.raises(ConfigError, match="no layer left to prune"):
-        prune.apply(case.model, case.data, prune.PruneConfig(exclude="."))
+        prune.run(case.model, case.data, prune.PruneConfig(exclude="."))

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -13,7 +14,8 @@ from edgesmith.compress.cluster import ClusterConfig
 from edgesmith.compress.distill import DistillConfig
 from edgesmith.compress.prune import PruneConfig
 from edgesmith.compress.qat import QATConfig
-from edgesmith.compress.recipe import STEPS, Recipe, load_recipe, parse_recipe
+from edgesmith.compress.recipe import Recipe, load_recipe, parse_recipe
+from edgesmith.compress.techniques import STEPS
 from edgesmith.core.errors import ConfigError, DataError, UnknownNameError
 
 RECIPES = [
@@ -137,3 +139,25 @@ def test_two_four_structure_fixes_the_sparsity():
     assert PruneConfig(structure="2:4").target_sparsity == 0.5
     assert PruneConfig(structure="1:4").m_by_n == (1, 4)
     assert PruneConfig().target_sparsity == 0.5
+
+
+def test_a_registered_step_is_a_recipe_step(monkeypatch):
+    """A new technique is a config class and a run function plus one register() call."""
+    from edgesmith.compress import techniques
+    from edgesmith.compress.step import StepConfig, StepResult
+
+    @dataclasses.dataclass(frozen=True)
+    class NoopConfig(StepConfig):
+        step: ClassVar[str] = "noop"
+        epochs: int = 0
+
+    def run(model, data, config, context=None):
+        return StepResult(model, details={"did": "nothing"})
+
+    assert techniques.step_names() == ("prune", "qat", "distill", "cluster")
+    monkeypatch.setitem(techniques.STEPS, "noop", techniques.Step(NoopConfig, run))
+    recipe = parse_recipe("prune:epochs=1+noop:epochs=2")
+    assert recipe.steps[1] == NoopConfig(epochs=2)
+    assert techniques.get_step("noop").run("m", None, recipe.steps[1]).model == "m"
+    with pytest.raises(UnknownNameError, match="did you mean 'noop'"):
+        techniques.get_step("nop")

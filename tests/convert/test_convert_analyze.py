@@ -157,12 +157,13 @@ def test_analyze_rejects_a_file_that_is_not_tflite(tmp_path, content, capsys):
 def test_a_buffer_shared_by_several_tensors_counts_once():
     from pathlib import Path
 
-    from edgesmith.convert.tflite_graph import Graph, Tensor
+    from edgesmith.runtime.tflite_flatbuffer import Graph, Subgraph, Tensor
 
     def weight(index, buffer):
         return Tensor(index, f"w{index}", [8, 8], [8, 8], "int8", True, True, 64, buffer=buffer)
 
     # Compaction stores identical data once: the steps of an unrolled LSTM then hold
     # distinct kernel tensors that read one buffer.
-    graph = Graph(Path("m.tflite"), [], [weight(0, 1), weight(1, 1), weight(2, 2)], [], [])
+    tensors = [weight(0, 1), weight(1, 1), weight(2, 2)]
+    graph = Graph(Path("m.tflite"), [Subgraph(tensors, [], [], [])])
     assert graph.constant_bytes == 2 * 64

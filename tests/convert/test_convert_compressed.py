@@ -20,6 +20,20 @@ def _save_folder(model, source_folder, dest_root, name):
     return ModelStore(dest_root).save(model, card, stored.preprocessing)
 
 
+def _save_qat_folder(model, source_folder, out):
+    """Save a QAT ``model`` as `edgesmith compress` does: HDF5 file, card with qat=true."""
+    from edgesmith.compress.recipe import parse_recipe
+    from edgesmith.compress.recipe_runner import save_folder
+    from edgesmith.core.records import CompressionCard
+    from edgesmith.zoo.store import load_model_folder
+
+    stored = load_model_folder(source_folder)
+    card = CompressionCard.from_dict(
+        {**stored.card.to_dict(), "name": "qat", "recipe": "qat", "qat": True, "model_format": "h5"}
+    )
+    return save_folder(model, card, stored.preprocessing, parse_recipe("qat"), out)
+
+
 def _digits(folder):
     from edgesmith.zoo.evaluate import data_for, open_model
 
@@ -58,7 +72,7 @@ def test_pruned_model_is_stripped_and_stored_sparse(pruned_folder, tmp_path):
 
 def test_int8_from_a_qat_model_uses_the_learned_ranges(tiny_models, tmp_path):
     from edgesmith.convert.parity import compare, predict_file
-    from edgesmith.convert.source import Source
+    from edgesmith.convert.source import Source, load_source
     from edgesmith.convert.tflite import to_tflite
     from edgesmith.zoo.evaluate import open_model
     from edgesmith.zoo.tfkeras import keras, tfmot
@@ -68,7 +82,13 @@ def test_int8_from_a_qat_model_uses_the_learned_ranges(tiny_models, tmp_path):
     qat.compile(k.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     data = _digits(tiny_models["cnn"])
     qat.fit(data.x_train, data.y_train, epochs=1, batch_size=64, verbose=0)
-    assert Source(qat, "qat", "cnn", None).is_qat
+    # The card is the one place that says a model is quantization-aware: a compress
+    # output's card with qat=true makes its source QAT, a bare model is not.
+    folder = _save_qat_folder(qat, tiny_models["cnn"], tmp_path / "qat-folder")
+    source = load_source(folder)
+    assert source.is_qat and source.recipe == "qat" and source.steps == []
+    assert not load_source(tiny_models["cnn"]).is_qat
+    assert not Source(qat, "qat", "cnn", None).is_qat
 
     config = ConversionConfig(quant="int8")
     result = to_tflite(qat, "cnn", config, x_calibration=None, qat=True)

@@ -10,7 +10,7 @@ import pytest
 from edgesmith.convert.config import ConversionConfig
 from edgesmith.convert.converter import convert_model
 from edgesmith.convert.tflite import LSTM_FLOAT_GATE_OPS
-from edgesmith.convert.tflite_graph import read_graph
+from edgesmith.runtime.tflite_flatbuffer import read_graph
 
 
 def _outputs_for_same_sample_twice(path, x):

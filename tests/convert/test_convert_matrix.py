@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from edgesmith.convert.config import DEFAULT_TOLERANCES, FORMAT_QUANT, ConversionConfig
+from edgesmith.convert.config import DEFAULT_TOLERANCES, ConversionConfig
 from edgesmith.convert.converter import convert_model
 from edgesmith.core.records import ResultRecord
+from edgesmith.core.tables import FORMAT_QUANT
 
 CASES = [(fmt, quant) for fmt, modes in FORMAT_QUANT.items() for quant in modes]
 FAST = {"calibration_samples": 64, "eval_samples": 96}
@@ -69,7 +70,7 @@ def test_full_int8_tflite_has_integer_inputs_outputs_and_fixed_batch(family, tin
     assert inp["shape"][0] == 1 and inp["shape_signature"][0] == 1
     if family == "lstm":  # default lstm_int8="float-gates": only gate/cell ops stay float
         from edgesmith.convert.tflite import LSTM_FLOAT_GATE_OPS
-        from edgesmith.convert.tflite_graph import read_graph
+        from edgesmith.runtime.tflite_flatbuffer import read_graph
 
         graph = read_graph(out)
         float_ops = {op.name for op in graph.ops if graph.tensor(op.outputs[0]).dtype == "float32"}

@@ -11,7 +11,9 @@ import pytest
 
 from edgesmith.cli import main
 from edgesmith.core.errors import ConfigError, DataError, ModelFileError
-from edgesmith.runtime.bench import benchmark, latency_stats, load_eval_set, timed_runs
+from edgesmith.runtime.bench import benchmark
+from edgesmith.runtime.evalset import load_eval_set
+from edgesmith.runtime.timing import latency_stats, timed_runs
 from tests.runtime.conftest import edgesmith
 
 CONTRACT = {
@@ -110,7 +112,7 @@ def test_eval_set_that_does_not_fit_the_model_names_both_files(digits_models, tm
     # Fractional samples for an integer (token id) input are a wrong eval set too.
     import dataclasses
 
-    from edgesmith.runtime.bench import match_eval_set
+    from edgesmith.runtime.evalset import match_eval_set
     from edgesmith.runtime.modelfile import TensorInfo, inspect_model
 
     tokens = tmp_path / "tokens.npz"
@@ -313,11 +315,13 @@ def test_native_errors_that_python_never_sees_are_caught(test_delegate, digits_m
 
 
 def test_native_log_takes_what_native_code_writes_to_stderr(tmp_path):
-    from edgesmith.runtime.bench import accelerator_failure, native_log
+    from edgesmith.core.native_log import native_log
+    from edgesmith.runtime.bench import accelerator_failure
 
-    with native_log(tmp_path / "n.log") as path:
+    with native_log(tmp_path / "n.log") as log:
         os.write(2, b"Validation error: Error while parsing WGSL: :1:2 error: nope\n  a = b;\n")
-    text = path.read_text()
+    text = log.read()
+    assert log.path == tmp_path / "n.log" and text == log.path.read_text()
     assert "nope" in text
     assert accelerator_failure(text) == (
         "WebGPU validation error: Error while parsing WGSL: :1:2 error: nope a = b;"

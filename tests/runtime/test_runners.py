@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgesmith.core.errors import BackendUnavailableError, ConfigError, UnknownNameError
-from edgesmith.runtime.runners import Runner, TensorSpec, dequantize, open_runner, quantize
+from edgesmith.runtime.runner_base import Runner, TensorSpec, dequantize, quantize
+from edgesmith.runtime.runners import open_runner
 
 
 def _agree(probs: np.ndarray, reference: np.ndarray) -> float:
@@ -128,7 +129,7 @@ def test_dynamic_dimensions_default_to_1_or_take_a_shape(shape_models):
 
 
 def test_state_inputs_get_zeros(shape_models):
-    from edgesmith.runtime.runners import is_state_input
+    from edgesmith.runtime.runner_base import is_state_input
 
     keras_model = shape_models["state_keras"]
     x = np.random.default_rng(2).normal(size=(5, 10)).astype(np.float32)

@@ -11,8 +11,13 @@ from tests.runtime.conftest import edgesmith, run
 
 RUNTIME_MODULES = [
     "edgesmith.runtime", "edgesmith.runtime.bench", "edgesmith.runtime.runners",
-    "edgesmith.runtime.modelfile", "edgesmith.runtime.backends", "edgesmith.runtime.vulkan",
-    "edgesmith.runtime.worker", "edgesmith.runtime.sysinfo", "edgesmith.commands.bench",
+    "edgesmith.runtime.runner_base", "edgesmith.runtime.litert_interpreter",
+    "edgesmith.runtime.litert_compiled", "edgesmith.runtime.onnx_runner",
+    "edgesmith.runtime.evalset", "edgesmith.runtime.timing", "edgesmith.runtime.backend_plan",
+    "edgesmith.runtime.modelfile", "edgesmith.runtime.tflite_flatbuffer",
+    "edgesmith.runtime.tflite_schema", "edgesmith.runtime.backends", "edgesmith.runtime.vulkan",
+    "edgesmith.runtime.worker", "edgesmith.runtime.sysinfo", "edgesmith.core.native_log",
+    "edgesmith.commands.bench",
 ]  # fmt: skip
 
 

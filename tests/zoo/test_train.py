@@ -63,3 +63,34 @@ def test_second_train_reuses_the_stored_model(tmp_path, monkeypatch):
 def test_missing_model_in_store_says_how_to_train_it(tmp_path):
     with pytest.raises(StoreError, match="edgesmith zoo train lstm-kws"):
         ModelStore(tmp_path).card("lstm-kws")
+
+
+def test_training_reports_through_the_progress_callback_and_prints_nothing(tmp_path, capsys):
+    train_zoo_model("cnn-digits", epochs=1, store=tmp_path / "quiet")
+    events = []
+    train_zoo_model("cnn-digits", epochs=2, store=tmp_path / "seen", progress=events.append)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert [(e.task, e.done, e.total) for e in events] == [
+        ("cnn-digits", 0, 2),
+        ("cnn-digits", 1, 2),
+        ("cnn-digits", 2, 2),
+    ]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(events[-1].fields)
+
+
+def test_the_training_loop_restores_the_best_validation_epoch():
+    from edgesmith.zoo.builders import build_model
+    from edgesmith.zoo.datasets import load_dataset
+    from edgesmith.zoo.tfkeras import set_seed
+    from edgesmith.zoo.train import evaluate_model, train_loop
+
+    data = load_dataset("digits").with_layout("image")
+    set_seed(0)
+    model = build_model("cnn", input_shape=data.input_shape, num_classes=10, width=0.25, depth=1)
+    history = train_loop(model, data, epochs=4, learning_rate=5e-3, batch_size=64, keep_best_from=1)
+    scores = history["val_accuracy"]
+    best = 1 + scores[1:].index(max(scores[1:]))  # the first of equals, from epoch 1 on
+    assert history["kept_epoch"] == [best]
+    assert evaluate_model(model, data, "val")["accuracy"] == pytest.approx(scores[best], abs=1e-6)
+    assert train_loop(model, data, epochs=0, learning_rate=1e-3, batch_size=64) == {}

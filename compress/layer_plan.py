@@ -13,7 +13,7 @@ TensorFlow is not imported here: layers are recognised by class name and weight 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,11 +103,3 @@ def kernels(layer: Any) -> list[tuple[str, Any]]:
 def model_layers(model: Any) -> Iterator[Any]:
     """The model's layers without its input layers."""
     return (layer for layer in model.layers if not is_input(layer))
-
-
-def has_weights(layer: Any) -> bool:
-    return bool(layer.weights)
-
-
-def names(layers: Iterable[Any]) -> list[str]:
-    return [layer.name for layer in layers]

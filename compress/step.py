@@ -1,8 +1,12 @@
-"""What every technique's config shares: frozen, validated on construction, JSON round-trip.
+"""One recipe step's contract: its config, the context it runs in, the result it returns.
+
+Every technique module exposes one step: a frozen config class (a :class:`StepConfig`
+subclass with ``step = "name"``) and ``run(model, data, config, context) -> StepResult``;
+:mod:`~edgesmith.compress.techniques` lists them and the recipe runner calls them in order.
 
 A step config is a frozen dataclass. Building one with an impossible value raises a
-:class:`~edgesmith.core.errors.ConfigError` that says what was given, what is allowed and how
-to fix it; ``from_dict`` rejects unknown keys (with a "did you mean") and turns the
+:class:`~edgesmith.core.errors.ConfigError` that says what was given, what is allowed and
+how to fix it; ``from_dict`` rejects unknown keys (with a "did you mean") and turns the
 strings of a one-line recipe into the field's type. TF-free.
 
 Example:
@@ -10,6 +14,11 @@ Example:
     >>> config = PruneConfig.from_dict({"sparsity": "0.8", "schedule": "poly"})
     >>> config.sparsity, PruneConfig.from_dict(config.to_dict()) == config
     (0.8, True)
+    >>> context = StepContext(seed=1)
+    >>> context.seed, context.batch_size, context.progress is None
+    (1, 32, True)
+    >>> StepResult(model="m", details={"plan": {}}).clustered is None
+    True
 """
 
 from __future__ import annotations
@@ -19,10 +28,15 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from edgesmith.core.errors import ConfigError, UnknownNameError
+from edgesmith.core.progress import Progress
+
+if TYPE_CHECKING:
+    from edgesmith.zoo.datasets import DatasetSplits
 
 C = TypeVar("C", bound="StepConfig")
 
@@ -255,3 +269,58 @@ def _text(value: Any) -> str:
     if value is None:
         return "none"
     return str(value)
+
+
+# -- what a step runs with and gives back ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may need beyond its config.
+
+    Attributes:
+        seed: seeds the fine-tuning (and any random initialisation).
+        batch_size: the batch size when the step's config leaves it open (the parent
+            model's training batch size).
+        logdir: where TensorBoard logs of this step go (None: none).
+        progress: receives the fine-tuning's progress events (None: silence).
+        builder: the architecture of the input model (its card's ``builder`` plus
+            ``layout``); distillation builds a student of it when no ``student=`` is given.
+    """
+
+    seed: int = 0
+    batch_size: int = 32
+    logdir: str | None = None
+    progress: Progress | None = None
+    builder: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A step that builds a new model (distillation) says what it is."""
+
+    layout: str  # image | sequence | tokens: how data samples are shaped for it
+    builder: dict[str, Any]  # builder name (``arch``) and options
+    family: str | None = None  # None: the input model's family
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The model a step produced and what the step measured.
+
+    ``history`` and ``details`` go into the step's entry of the card's ``steps`` (details
+    as top-level keys: ``plan``, ``schedule``, ``preserve``, ...). ``data`` is set when
+    the new model reads the data in another layout, ``architecture`` when the step built
+    a new model, ``clustered`` when it changed which layers hold clustered kernels.
+    """
+
+    model: Any
+    history: dict[str, list[float]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    data: DatasetSplits | None = None
+    architecture: Architecture | None = None
+    clustered: tuple[str, ...] | None = None
+
+
+# The signature every technique's ``run`` has.
+StepRun = Callable[[Any, "DatasetSplits", StepConfig, StepContext], StepResult]

@@ -1,0 +1,214 @@
+"""Eval sets and input feeds of a benchmark: labelled samples matched to a model's inputs.
+
+An eval set is the .npz that ``edgesmith zoo export-eval`` writes: ``x`` (or one array per
+input name) and labels ``y``. :func:`match_eval_set` checks it against the model before any
+backend loads; :func:`eval_feeds` and :func:`random_feeds` give the tensors the timed runs
+take (random values of the right shapes and types when there is no eval set). TF-free.
+
+Example:
+    >>> random_feeds([TensorSpec("x", (1, 2), "int8", 0.5, 0)], set())[0].dtype
+    dtype('int8')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgesmith.core.errors import ConfigError, DataError, ModelFileError
+from edgesmith.core.formatting import format_shape
+from edgesmith.runtime.modelfile import ModelInfo
+from edgesmith.runtime.runner_base import Runner, TensorSpec, is_state_input, quantize
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Labelled inputs for accuracy: ``arrays`` by input (``x``, or input names) and labels ``y``."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]
+    y: np.ndarray
+    model: str | None = None
+    split: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
+    """Read an eval set (.npz with ``x`` and ``y``, as ``edgesmith zoo export-eval`` writes).
+
+    Example:
+        >>> load_eval_set("/no/such.npz")
+        Traceback (most recent call last):
+        ...
+        edgesmith.core.errors.DataError: /no/such.npz: file not found: expected an .npz eval set with arrays x and y; write one with: edgesmith zoo export-eval NAME --out FILE.npz
+    """
+    path = Path(path)
+    expected = "an .npz eval set with arrays x and y"
+    fix = "write one with: edgesmith zoo export-eval NAME --out FILE.npz"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found", expected=expected, fix=fix)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as exc:  # BadZipFile, ValueError (pickled objects), OSError
+        raise DataError(
+            f"{path}: not a readable .npz file ({exc})", expected=expected, fix=fix
+        ) from None
+    if "y" not in arrays or not any(
+        k not in ("y", "class_names", "model", "split") for k in arrays
+    ):
+        raise DataError(f"{path}: has arrays {sorted(arrays)}", expected=expected, fix=fix)
+    y = arrays.pop("y")
+    meta = {k: arrays.pop(k) for k in ("class_names", "model", "split") if k in arrays}
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
+        y = y.argmax(axis=1)
+    y = y.reshape(len(y), -1) if y.ndim > 1 and y.shape[1:] != (1,) else y.reshape(-1)
+    if y.dtype.kind not in "iub" or len(y) == 0:
+        raise DataError(
+            f"{path}: y holds {len(y)} {y.dtype} labels",
+            expected="at least one integer class label per sample",
+            fix=fix,
+        )
+    for key, x in arrays.items():
+        if x.ndim == 0 or len(x) != len(y):
+            raise DataError(
+                f"{path}: {key} has {len(x) if x.ndim else 0} samples and y has {len(y)}",
+                expected="one label per sample",
+                fix=fix,
+            )
+    return EvalSet(
+        path=path,
+        arrays=arrays,
+        y=y,
+        model=str(meta["model"]) if "model" in meta else None,
+        split=str(meta["split"]) if "split" in meta else None,
+    )
+
+
+def state_inputs(info: ModelInfo, names: Iterable[str] = ()) -> set[str]:
+    """Inputs fed zeros: those named in ``names`` plus, with several inputs, state-like names."""
+    names = set(names)
+    unknown = names - {t.name for t in info.inputs}
+    if unknown:
+        raise ConfigError(
+            f"--state {', '.join(sorted(unknown))}",
+            expected="input names of the model: " + ", ".join(t.name for t in info.inputs),
+        )
+    if len(info.inputs) > 1:
+        names |= {t.name for t in info.inputs if is_state_input(t.name)}
+    return names
+
+
+def match_eval_set(
+    info: ModelInfo,
+    evalset: EvalSet,
+    state: set[str],
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[list[np.ndarray | None], dict[str, tuple[int, ...]]]:
+    """The eval arrays in the model's input order (None: zeros) and the shapes they need.
+
+    Raises :class:`ModelFileError` naming both files when the samples do not fit the model.
+    """
+    arrays: list[np.ndarray | None] = [None] * len(info.inputs)
+    pool = dict(evalset.arrays)
+    data = [i for i, t in enumerate(info.inputs) if t.name not in state]
+    for i in data:
+        if info.inputs[i].name in pool:
+            arrays[i] = pool.pop(info.inputs[i].name)
+    for i in data:
+        if arrays[i] is None and "x" in pool:
+            arrays[i] = pool.pop("x")
+    fix = "export the eval set of the model this file came from: edgesmith zoo export-eval NAME --out FILE.npz"
+    lacking = [info.inputs[i].name for i in data if arrays[i] is None]
+    if lacking or not data:
+        raise ModelFileError(
+            f"{evalset.path}: no samples for input(s) {', '.join(lacking) or '(none)'} of {info.path}",
+            expected="x for the model's data input, or one array named after each input",
+            fix=fix,
+        )
+    needed: dict[str, tuple[int, ...]] = {}
+    shapes = shapes or {}
+    for i in data:
+        tensor, x = info.inputs[i], arrays[i]
+        signature, sample = tensor.shape_signature, tuple(x.shape[1:])
+        fits = len(signature) == len(sample) + 1 and all(
+            s < 0 or s == d for s, d in zip(signature[1:], sample, strict=True)
+        )
+        if not fits:
+            shown = format_shape(signature[1:])
+            raise ModelFileError(
+                f"{info.path}: input {tensor.name!r} takes samples of shape {shown} but "
+                f"{evalset.path.name} has samples of shape {sample}",
+                expected="an eval set made for this model",
+                fix=fix,
+            )
+        integer_input = np.dtype(tensor.dtype).kind in "iub" and tensor.scale is None
+        if integer_input and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+            raise ModelFileError(
+                f"{info.path}: input {tensor.name!r} takes {tensor.dtype} values (token ids) but "
+                f"{evalset.path.name} holds fractional {x.dtype} samples",
+                expected="an eval set made for this model",
+                fix=fix,
+            )
+        if tensor.dynamic and tensor.name not in shapes:
+            batch = signature[0] if signature and signature[0] > 0 else 1
+            needed[tensor.name] = (batch, *sample)
+    return arrays, needed
+
+
+def random_feeds(specs: Sequence[TensorSpec], state: set[str], seed: int = 0) -> list[np.ndarray]:
+    """Inputs of the right shapes and types: random values, zeros for state inputs.
+
+    Quantized inputs get integers over their whole range; other integer inputs (token ids)
+    get 0 or 1, which every vocabulary has; floats are uniform in [-1, 1).
+    """
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for spec in specs:
+        dtype = np.dtype(spec.dtype)
+        if spec.name in state:
+            feeds.append(np.zeros(spec.shape, dtype))
+        elif dtype.kind == "f":
+            feeds.append(rng.uniform(-1.0, 1.0, spec.shape).astype(dtype))
+        elif dtype.kind == "b":
+            feeds.append(rng.integers(0, 2, spec.shape).astype(dtype))
+        elif spec.quantized:
+            info = np.iinfo(dtype)
+            feeds.append(rng.integers(info.min, info.max, spec.shape, endpoint=True).astype(dtype))
+        else:
+            feeds.append(rng.integers(0, 2, spec.shape).astype(dtype))
+    return feeds
+
+
+def eval_feeds(runner: Runner, arrays: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """The first batch of the eval set in the model's dtypes (the timed runs' input)."""
+    feeds = []
+    for spec, x in zip(runner.inputs, arrays, strict=True):
+        feed = np.zeros(spec.shape, np.dtype(spec.dtype))
+        if x is not None:
+            n = min(len(x), spec.shape[0] if spec.shape else 1)
+            feed[:n] = quantize(x[:n], spec)
+        feeds.append(feed)
+    return feeds
+
+
+def score(y: np.ndarray, outputs: np.ndarray) -> float:
+    """Top-1 accuracy; a single output column is read as a probability (> 0.5 is class 1)."""
+    from edgesmith.core.metrics import accuracy
+
+    outputs = (
+        outputs.reshape(len(y), *outputs.shape[1:])
+        if outputs.ndim > 1
+        else outputs.reshape(len(y), 1)
+    )
+    if outputs.shape[-1] == 1:
+        return float(
+            np.mean((outputs.reshape(len(y), -1)[:, 0] > 0.5).astype(np.int64) == y.reshape(-1))
+        )
+    return accuracy(y, outputs)

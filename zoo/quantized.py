@@ -1,0 +1,232 @@
+"""The Keras objects a quantization-aware model file written by edgesmith refers to.
+
+``edgesmith compress`` (its ``qat`` step) writes models holding tfmot's quantize wrappers
+around edgesmith's own quantize config (:class:`EdgesmithQuantizeConfig`, for layers
+tfmot's default scheme refuses) and :class:`QuantizedLSTM` (an LSTM unrolled into
+int8-simulating ops). Loading such a file needs these classes and nothing of the QAT
+algorithm, so they live here, at the base of the TensorFlow side: the store, ``convert``
+and the CLI load QAT models without importing ``edgesmith.compress``.
+
+Classes are defined on first use, so importing this module imports no TensorFlow.
+
+Example:
+    >>> from edgesmith.zoo.quantized import quantize_scope  # doctest: +SKIP
+    >>> with quantize_scope():  # doctest: +SKIP
+    ...     model = keras().models.load_model("out/model.keras", compile=False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+# The roles of a QuantizedLSTM whose ranges are learned, in the order their variables are
+# created (a saved file's weight order depends on it).
+LSTM_ROLES = (
+    "input_proj",
+    "recurrent_proj",
+    "gates",
+    "forget_cell",
+    "input_gate",
+    "cell",
+    "hidden",
+)
+# tfmot's MovingAverageQuantizer decay.
+_EMA_DECAY = 0.999
+# TFLite int8 LOGISTIC and TANH output ranges (fixed by the kernels).
+SIGMOID_RANGE = (0.0, 255.0 / 256.0)
+TANH_RANGE = (-1.0, 127.0 / 128.0)
+
+
+def custom_objects() -> dict[str, Any]:
+    """Everything a QAT file refers to besides tfmot's own objects: these and the zoo layers."""
+    from edgesmith.zoo.custom_layers import custom_objects as zoo_objects
+
+    return {
+        "EdgesmithQuantizeConfig": quantize_config_class(),
+        "QuantizedLSTM": quantized_lstm_class(),
+        **zoo_objects(),
+    }
+
+
+@contextlib.contextmanager
+def quantize_scope() -> Iterator[None]:
+    """Keras custom-object scope in which QAT models written by edgesmith load."""
+    from edgesmith.zoo.tfkeras import tfmot
+
+    with tfmot().quantization.keras.quantize_scope(custom_objects()):
+        yield
+
+
+@functools.lru_cache(maxsize=1)
+def quantize_config_class() -> type:
+    """``EdgesmithQuantizeConfig``: fake-quantizes named weights and, optionally, the output."""
+    from edgesmith.zoo.tfkeras import tfmot
+
+    quantization = tfmot().quantization.keras
+    quantizers = quantization.quantizers
+
+    class EdgesmithQuantizeConfig(quantization.QuantizeConfig):
+        """Fake-quantizes named weights (of the layer, or of its RNN cell) and the output."""
+
+        def __init__(
+            self, weights: list[str] | None = None, cell: bool = False, output: bool = True
+        ) -> None:
+            self.weights = list(weights or [])
+            # ``cell``: weights live on the layer's RNN cell. No config of this version sets
+            # it (the LSTM became a QuantizedLSTM); QAT files of earlier versions do.
+            self.cell = bool(cell)
+            self.output = bool(output)
+
+        def _owner(self, layer: Any) -> Any:
+            return layer.cell if self.cell else layer
+
+        def _weight_quantizer(self) -> Any:
+            return quantizers.LastValueQuantizer(
+                num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+            )
+
+        def get_weights_and_quantizers(self, layer: Any) -> list[tuple[Any, Any]]:
+            owner = self._owner(layer)
+            return [(getattr(owner, name), self._weight_quantizer()) for name in self.weights]
+
+        def set_quantize_weights(self, layer: Any, quantize_weights: list[Any]) -> None:
+            owner = self._owner(layer)
+            for name, weight in zip(self.weights, quantize_weights, strict=True):
+                setattr(owner, name, weight)
+
+        def get_activations_and_quantizers(self, layer: Any) -> list[Any]:
+            return []
+
+        def set_quantize_activations(self, layer: Any, quantize_activations: list[Any]) -> None:
+            return None
+
+        def get_output_quantizers(self, layer: Any) -> list[Any]:
+            if not self.output:
+                return []
+            return [
+                quantizers.MovingAverageQuantizer(
+                    num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+                )
+            ]
+
+        def get_config(self) -> dict[str, Any]:
+            return {"weights": self.weights, "cell": self.cell, "output": self.output}
+
+    return EdgesmithQuantizeConfig
+
+
+@functools.lru_cache(maxsize=1)
+def quantized_lstm_class() -> type:
+    """``QuantizedLSTM``: an LSTM unrolled over its fixed time steps into the ops TFLite keeps.
+
+    Every op's output is fake-quantized as the int8 kernels will round it: kernels
+    symmetric per tensor from the current weights; projections, gate sums and states with
+    a moving-average range per role (shared by all time steps); sigmoid and tanh outputs
+    with TFLite's fixed ranges. ``edgesmith.compress.qat_lstm`` builds one from a Keras
+    LSTM and calibrates its ranges.
+    """
+    from edgesmith.zoo.tfkeras import keras, tf
+
+    k, t = keras(), tf()
+
+    class QuantizedLSTM(k.layers.Layer):
+        """An LSTM unrolled into int8-simulating ops (see :func:`quantized_lstm_class`)."""
+
+        def __init__(
+            self, units: int, return_sequences: bool = False, use_bias: bool = True, **kwargs: Any
+        ) -> None:
+            super().__init__(**kwargs)
+            self.units = int(units)
+            self.return_sequences = bool(return_sequences)
+            self.use_bias = bool(use_bias)
+
+        def build(self, input_shape: Any) -> None:
+            features = int(input_shape[-1])
+            self.steps = int(input_shape[1])
+            gates = 4 * self.units
+            self.kernel = self.add_weight("kernel", shape=(features, gates))
+            self.recurrent_kernel = self.add_weight("recurrent_kernel", shape=(self.units, gates))
+            self.bias = (
+                self.add_weight("bias", shape=(gates,), initializer="zeros")
+                if self.use_bias
+                else None
+            )
+            limit = {"trainable": False, "initializer": "zeros"}
+            self.kernel_max = self.add_weight("kernel_max", shape=(), **limit)
+            self.recurrent_kernel_max = self.add_weight("recurrent_kernel_max", shape=(), **limit)
+            self.ranges = {
+                role: (
+                    self.add_weight(f"{role}_min", shape=(), **limit),
+                    self.add_weight(f"{role}_max", shape=(), **limit),
+                )
+                for role in LSTM_ROLES
+            }
+            super().build(input_shape)
+
+        def _weight(self, weight: Any, limit: Any, training: bool) -> Any:
+            if training:
+                limit.assign(t.reduce_max(t.abs(weight)))
+            m = t.maximum(limit, 1e-8)
+            return t.quantization.fake_quant_with_min_max_vars(
+                weight, -m, m, num_bits=8, narrow_range=True
+            )
+
+        def _act(self, x: Any, role: str, training: bool) -> Any:
+            low, high = self.ranges[role]
+            if training:
+                # Ranges always include 0 (an int8 zero point must exist).
+                low.assign(_EMA_DECAY * low + (1 - _EMA_DECAY) * t.minimum(t.reduce_min(x), 0.0))
+                high.assign(_EMA_DECAY * high + (1 - _EMA_DECAY) * t.maximum(t.reduce_max(x), 0.0))
+            return t.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
+
+        @staticmethod
+        def _fixed(x: Any, bounds: tuple[float, float]) -> Any:
+            return t.quantization.fake_quant_with_min_max_args(
+                x, min=bounds[0], max=bounds[1], num_bits=8
+            )
+
+        def call(self, inputs: Any, training: Any = None) -> Any:
+            training = bool(training)
+            kernel = self._weight(self.kernel, self.kernel_max, training)
+            recurrent = self._weight(self.recurrent_kernel, self.recurrent_kernel_max, training)
+            outputs = []
+            h = c = None
+            for step in range(self.steps):
+                z = t.matmul(inputs[:, step, :], kernel)
+                if self.bias is not None:
+                    z = t.nn.bias_add(z, self.bias)
+                z = self._act(z, "input_proj", training)
+                if h is not None:
+                    r = self._act(t.matmul(h, recurrent), "recurrent_proj", training)
+                    z = self._act(z + r, "gates", training)
+                zi, zf, zg, zo = t.split(z, 4, axis=-1)
+                i = self._fixed(t.sigmoid(zi), SIGMOID_RANGE)
+                f = self._fixed(t.sigmoid(zf), SIGMOID_RANGE)
+                g = self._fixed(t.tanh(zg), TANH_RANGE)
+                o = self._fixed(t.sigmoid(zo), SIGMOID_RANGE)
+                ig = self._act(i * g, "input_gate", training)
+                if c is None:
+                    c = ig  # c0 = 0: the forget term vanishes
+                else:
+                    c = self._act(self._act(f * c, "forget_cell", training) + ig, "cell", training)
+                h = self._act(o * self._fixed(t.tanh(c), TANH_RANGE), "hidden", training)
+                outputs.append(h)
+            return t.stack(outputs, axis=1) if self.return_sequences else h
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            if self.return_sequences:
+                return (input_shape[0], input_shape[1], self.units)
+            return (input_shape[0], self.units)
+
+        def get_config(self) -> dict[str, Any]:
+            return {
+                **super().get_config(),
+                "units": self.units,
+                "return_sequences": self.return_sequences,
+                "use_bias": self.use_bias,
+            }
+
+    return QuantizedLSTM
