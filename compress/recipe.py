@@ -44,6 +44,7 @@ from typing import Any
 from edgesmith.compress.step import StepConfig
 from edgesmith.compress.techniques import STEPS, get_step
 from edgesmith.core.errors import ConfigError, DataError
+from edgesmith.core.fileio import parse_error_text
 
 _KEY = re.compile(r"[A-Za-z_]\w*=")
 _FREE_TEXT_KEYS = ("exclude",)  # values that may hold "," and "+"
@@ -137,9 +138,9 @@ def load_recipe(source: str | os.PathLike[str]) -> Recipe:
                 data = yaml.safe_load(text)
         except Exception as exc:  # json and yaml raise their own error types
             raise DataError(
-                f"recipe file {path}: cannot be parsed ({exc})".splitlines()[0],
+                f"recipe file {path}: cannot be parsed ({parse_error_text(exc)})",
                 expected="valid JSON or YAML",
-            ) from None
+            ) from exc
         return Recipe.from_dict(data)
     return parse_recipe(str(source))
 

@@ -38,7 +38,7 @@ def tfmot_errors(step: str) -> Iterator[None]:
             f"{step}: tensorflow-model-optimization refused the model ({_summary(exc)})",
             expected="layers the step supports",
             fix="leave the layer it names out of the step with exclude='NAME'",
-        ) from None
+        ) from exc
 
 
 def _raised_in_tfmot(exc: BaseException) -> bool:

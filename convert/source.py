@@ -216,7 +216,7 @@ def _read_npz(path: str | os.PathLike[str], *required: str) -> dict[str, np.ndar
             f"{path}: not a readable .npz ({exc})",
             expected="an .npz file with an 'x' array",
             fix="write one with numpy.savez(path, x=inputs) or `edgesmith zoo export-eval`",
-        ) from None
+        ) from exc
     missing = [key for key in required if key not in arrays]
     if missing:
         raise DataError(

@@ -48,13 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_error(message: str, exc: BaseException) -> None:
     """One line on stderr; with EDGESMITH_DEBUG=1 the full trace (causes included) first."""
+    from rich.markup import escape
+
     from edgesmith.console import err
 
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         import traceback
 
         err.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message quotes user input verbatim (a YAML snippet, exclude='^[ab]'): not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

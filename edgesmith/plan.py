@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.fileio import parse_error_text
 from edgesmith.core.tables import BASELINE_RECIPE, FORMAT_QUANT
 
 
@@ -196,13 +197,13 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
+        raise ConfigError(f"{path}: cannot read the plan ({exc.strerror or exc})") from exc
     try:
         import yaml
 
         data = yaml.safe_load(text)
     except Exception as exc:  # yaml's error types vary; the message is what matters
-        raise ConfigError(f"{path}: not valid YAML/JSON ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML/JSON ({parse_error_text(exc)})") from exc
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: the plan is a {type(data).__name__}", expected="a mapping of plan keys"
@@ -212,4 +213,4 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {exc}") from exc

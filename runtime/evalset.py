@@ -59,7 +59,7 @@ def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
     except Exception as exc:  # BadZipFile, ValueError (pickled objects), OSError
         raise DataError(
             f"{path}: not a readable .npz file ({exc})", expected=expected, fix=fix
-        ) from None
+        ) from exc
     if "y" not in arrays or not any(
         k not in ("y", "class_names", "model", "split") for k in arrays
     ):

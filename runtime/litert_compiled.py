@@ -107,8 +107,8 @@ class CompiledModelRunner(Runner):
                 raise BackendUnavailableError(
                     f"{backend}: the GPU accelerator found no usable device ({text.strip()[:200]})",
                     fix="check the Vulkan driver (vulkaninfo), or add --swiftshader",
-                ) from None
-            raise load_error(path, backend, exc) from None
+                ) from exc
+            raise load_error(path, backend, exc) from exc
         self.init_ms = (time.perf_counter_ns() - start) / 1e6
         self.fully_accelerated = bool(self._model.is_fully_accelerated())
         if not self.fully_accelerated:
@@ -180,7 +180,7 @@ class CompiledModelRunner(Runner):
         try:
             self._apply_shapes({k: tuple(v) for k, v in shapes.items()})
         except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"cannot resize {self.path.name} to {dict(shapes)} ({exc})") from None
+            raise ConfigError(f"cannot resize {self.path.name} to {dict(shapes)} ({exc})") from exc
 
     def close(self) -> None:
         self._in_buffers = self._out_buffers = []

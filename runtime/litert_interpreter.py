@@ -66,7 +66,7 @@ class InterpreterRunner(Runner):
             self._interpreter = lib.Interpreter(**kwargs)
             self._apply_shapes(shapes)
         except (ValueError, RuntimeError) as exc:
-            raise load_error(path, backend, exc) from None
+            raise load_error(path, backend, exc) from exc
         self.init_ms = (time.perf_counter_ns() - start) / 1e6
         self._refresh()
 
@@ -115,7 +115,7 @@ class InterpreterRunner(Runner):
         try:
             self._apply_shapes({k: tuple(v) for k, v in shapes.items()})
         except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"cannot resize {self.path.name} to {dict(shapes)} ({exc})") from None
+            raise ConfigError(f"cannot resize {self.path.name} to {dict(shapes)} ({exc})") from exc
         self._refresh()
 
     def reset_state(self) -> None:
@@ -165,7 +165,7 @@ def _delegate(
         raise BackendUnavailableError(
             f"{backend}: the delegate {library} did not load ({text or type(exc).__name__})",
             fix=help_text,
-        ) from None
+        ) from exc
 
 
 def open_edgetpu(

@@ -153,7 +153,7 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     except (OSError, ValueError) as exc:  # unreadable, or mmap of a special file
         raise ModelFileError(
             f"{path}: cannot read the file ({exc})", expected="a readable model file"
-        ) from None
+        ) from exc
     if fmt == "onnx":
         _onnx_checker(path)
     return info
@@ -409,4 +409,4 @@ def _onnx_checker(path: Path) -> None:
             f"{path}: onnx.checker rejects the model ({first})",
             expected="a valid ONNX model",
             fix="export the model again (edgesmith convert)",
-        ) from None
+        ) from exc

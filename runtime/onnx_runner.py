@@ -71,7 +71,7 @@ class OnnxRunner(Runner):
                 str(path), sess_options=options, providers=list(providers)
             )
         except Exception as exc:  # InvalidProtobuf, InvalidGraph, NotImplemented, Fail
-            raise load_error(path, backend, exc) from None
+            raise load_error(path, backend, exc) from exc
         self.init_ms = (time.perf_counter_ns() - start) / 1e6
         used = self._session.get_providers()
         self.details = {

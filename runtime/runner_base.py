@@ -328,7 +328,7 @@ def import_runtime(module: str, backend: str) -> Any:
         raise BackendUnavailableError(
             f"{backend}: {PACKAGE_NAMES[module]} cannot be imported ({first})",
             fix=INSTALL_HELP[module],
-        ) from None
+        ) from exc
     return loaded
 
 

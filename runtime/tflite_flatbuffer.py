@@ -166,7 +166,7 @@ def read_graph(path: str | os.PathLike[str]) -> Graph:
         reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
         raise ModelFileError(
             f"{path}: cannot be read ({reason})", expected="a .tflite file"
-        ) from None
+        ) from exc
 
 
 def parse_flatbuffer(data: bytes | mmap.mmap, path: Path) -> Graph:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data folder, a scratch model store, tiny trained models."""
+"""Shared fixtures: the real data folder, a scratch home, the tiny trained models (tests/tiny_models.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.tiny_models import FAMILIES, Tiny, build_once, load_tiny, tiny_model_folder
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILY_MODELS = {"cnn": "cnn-digits", "lstm": "lstm-digits", "transformer": "transformer-digits"}
@@ -34,10 +36,36 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding the three digits models trained for a few epochs (one per family)."""
+    """A store holding the three digits zoo models trained for a few epochs (one per family).
+
+    Built once per run for all xdist workers; tests read it and never write into it.
+    """
     from edgesmith.zoo.train import train_zoo_model
 
-    root = tmp_path_factory.mktemp("store")
-    for name in FAMILY_MODELS.values():
-        train_zoo_model(name, epochs=3, store=root)
-    return root
+    def train(root: Path) -> None:
+        for name in FAMILY_MODELS.values():
+            train_zoo_model(name, epochs=3, store=root)
+
+    return build_once(tmp_path_factory, "zoo-store", train)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Tiny]:
+    """One trained tiny model per family, loaded in this process, with its data."""
+    return {family: load_tiny(tmp_path_factory, family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same tiny models as model folders (model.keras, card.json, preprocessing.json)."""
+    return {family: tiny_model_folder(tmp_path_factory, family) for family in FAMILIES}
+
+
+# Fixtures that train models or build environments: a test that uses one is `slow`.
+SLOW_FIXTURES = {"tiny", "tiny_models", "tiny_store", "token_tiny", "zoo_tflite", "fresh_venvs"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -479,7 +479,7 @@ def read_sms_collection(path: Path) -> tuple[list[str], list[int]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})", expected="a UTF-8 text file") from None
+        raise DataError(f"{path}: cannot read ({exc})", expected="a UTF-8 text file") from exc
     texts, labels = [], []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -202,15 +202,25 @@ def quantized_lstm_class() -> type:
                 if h is not None:
                     r = self._act(t.matmul(h, recurrent), "recurrent_proj", training)
                     z = self._act(z + r, "gates", training)
-                zi, zf, zg, zo = t.split(z, 4, axis=-1)
+                if c is None:
+                    # c0 = 0, so the first step has no use for the forget gate. A SPLIT
+                    # with an unused output converts at random: the converter's quantize
+                    # pattern needs every output to feed a quantize op, and whether it runs
+                    # before the dead output's quantize op is erased varies from run to run
+                    # (else SPLIT stays float, or the int8 pass finds two scales on it).
+                    # Slicing out the three gates used (STRIDED_SLICE) leaves nothing unused.
+                    u = self.units
+                    zi, zg, zo = (z[:, k * u : (k + 1) * u] for k in (0, 2, 3))
+                else:
+                    zi, zf, zg, zo = t.split(z, 4, axis=-1)
                 i = self._fixed(t.sigmoid(zi), SIGMOID_RANGE)
-                f = self._fixed(t.sigmoid(zf), SIGMOID_RANGE)
                 g = self._fixed(t.tanh(zg), TANH_RANGE)
                 o = self._fixed(t.sigmoid(zo), SIGMOID_RANGE)
                 ig = self._act(i * g, "input_gate", training)
                 if c is None:
                     c = ig  # c0 = 0: the forget term vanishes
                 else:
+                    f = self._fixed(t.sigmoid(zf), SIGMOID_RANGE)
                     c = self._act(self._act(f * c, "forget_cell", training) + ig, "cell", training)
                 h = self._act(o * self._fixed(t.tanh(c), TANH_RANGE), "hidden", training)
                 outputs.append(h)

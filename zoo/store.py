@@ -132,4 +132,4 @@ def load_keras_model(path: str | os.PathLike[str], *, qat: bool = False) -> Any:
         raise ModelFileError(
             f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc})"[:500],
             expected="a .keras, .h5 or SavedModel written by tf-keras 2",
-        ) from None
+        ) from exc

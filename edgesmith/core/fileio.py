@@ -78,7 +78,29 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found", expected="a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})", expected="a JSON file") from None
+        raise DataError(
+            f"{path}: not valid JSON ({parse_error_text(exc)})", expected="a JSON file"
+        ) from exc
+
+
+def parse_error_text(exc: BaseException) -> str:
+    """One line saying what a JSON or YAML parser found wrong, and where.
+
+    Example:
+        >>> try:
+        ...     json.loads('{"a": 1,}')
+        ... except json.JSONDecodeError as exc:
+        ...     print(parse_error_text(exc))
+        Expecting property name enclosed in double quotes at line 1, column 9
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    mark = getattr(exc, "problem_mark", None)  # yaml's MarkedYAMLError
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _jsonable(value: Any) -> Any:

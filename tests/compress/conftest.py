@@ -1,61 +1,15 @@
-"""Tiny trained models of the three families on the digits data set, shared by the compress tests."""
+"""Fixtures of the compress tests beyond the shared tiny models (tests/tiny_models.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 
-from edgesmith.core.tables import FAMILIES
+from tests.tiny_models import FAMILIES, Tiny
 
-# Small but not trivial: every kernel has an input size that is a multiple of 4 (except
-# the CNN's first conv, which reads one channel) so that 2:4 structure applies.
-TINY = {
-    "cnn": ("cnn", "image", {"width": 0.5, "depth": 1}),
-    "lstm": ("lstm", "sequence", {"width": 0.5}),
-    "transformer": ("transformer", "sequence", {"width": 0.5, "depth": 1, "heads": 2}),
-}
-EPOCHS = {"cnn": 4, "lstm": 15, "transformer": 6}  # each well above chance (> 0.7)
-
-
-@dataclass
-class Tiny:
-    family: str
-    model: Any
-    data: Any
-    builder: dict[str, Any]
-
-
-def _subset(data: Any, n_train: int = 512) -> Any:
-    """The digits splits with a smaller training split, so fine-tuning takes a second."""
-    from edgesmith.zoo.datasets import DatasetSplits
-
-    return DatasetSplits(
-        **{**data.__dict__, "x_train": data.x_train[:n_train], "y_train": data.y_train[:n_train]}
-    )
-
-
-def build_tiny(family: str) -> Tiny:
-    from edgesmith.zoo.builders import build_model
-    from edgesmith.zoo.datasets import load_dataset
-    from edgesmith.zoo.registry import TrainConfig
-    from edgesmith.zoo.tfkeras import set_seed
-    from edgesmith.zoo.train import fit
-
-    arch, layout, options = TINY[family]
-    set_seed(0)
-    data = _subset(load_dataset("digits").with_layout(layout))
-    model = build_model(arch, input_shape=data.input_shape, num_classes=10, **options)
-    fit(model, data, TrainConfig(epochs=EPOCHS[family], batch_size=32, learning_rate=5e-3))
-    return Tiny(family, model, data, {"arch": arch, "layout": layout, **options})
-
-
-@pytest.fixture(scope="session")
-def tiny() -> dict[str, Tiny]:
-    """One trained tiny model per family (digits, a few epochs), built once per session."""
-    return {family: build_tiny(family) for family in FAMILIES}
+__all__ = ["FAMILIES", "custom_layer_model"]
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +22,10 @@ def token_tiny() -> Tiny:
     from edgesmith.zoo.train import fit
 
     set_seed(0)
-    digits = _subset(load_dataset("digits"))
+    digits = load_dataset("digits")
+    digits = DatasetSplits(
+        **{**digits.__dict__, "x_train": digits.x_train[:512], "y_train": digits.y_train[:512]}
+    )
     arrays = {
         f"x_{s}": np.rint(
             getattr(digits, f"x_{s}").reshape(len(getattr(digits, f"x_{s}")), -1) * 16

@@ -121,3 +121,66 @@ def test_installed_entry_point_runs():
         [sys.executable, "-m", "edgesmith", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.startswith("edgesmith ")
+
+
+def _error_lines(text):
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_wrapped_library_error_keeps_its_cause_for_edgesmith_debug(tmp_path, monkeypatch, capsys):
+    # A broken JSON recipe fails before TensorFlow loads; json's own error is the cause.
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"steps": [\n  {"step": "prune",, }\n]}\n')
+    argv = ["compress", "cnn-digits", "--recipe", str(recipe), "--out", str(tmp_path / "out")]
+    monkeypatch.delenv("EDGESMITH_DEBUG", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == _error_lines(err)
+    assert len(_error_lines(err)) == 1
+    assert "cannot be parsed (Expecting property name" in err
+    assert "Traceback" not in err
+
+    monkeypatch.setenv("EDGESMITH_DEBUG", "1")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "json.decoder.JSONDecodeError: Expecting property name" in err
+    assert "The above exception was the direct cause of the following exception" in err
+    assert "edgesmith.core.errors.DataError" in err
+    assert len(_error_lines(err)) == 1
+
+
+def test_unexpected_exception_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
+    import edgesmith.commands.run as run_command
+
+    def broken(_args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run_command, "_run", broken)
+    monkeypatch.delenv("EDGESMITH_DEBUG", raising=False)
+    assert main(["run", "--models", "cnn-digits", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == _error_lines(err)
+    assert len(_error_lines(err)) == 1
+    assert "internal error (RuntimeError: boom)" in err
+    assert "EDGESMITH_DEBUG=1" in err
+    assert "Traceback" not in err
+
+    monkeypatch.setenv("EDGESMITH_DEBUG", "1")
+    assert main(["run", "--models", "cnn-digits", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "RuntimeError: boom" in err
+
+
+def test_error_message_is_printed_verbatim_not_as_markup(tmp_path, monkeypatch, capsys):
+    import edgesmith.commands.run as run_command
+    from edgesmith.core.errors import ConfigError
+
+    def refuse(_args):
+        raise ConfigError("exclude='^[ab]' [/x] [bold]")
+
+    monkeypatch.setattr(run_command, "_run", refuse)
+    monkeypatch.delenv("EDGESMITH_DEBUG", raising=False)
+    assert main(["run", "--models", "cnn-digits", "--out", str(tmp_path)]) == 2
+    assert _error_lines(capsys.readouterr().err) == ["error: exclude='^[ab]' [/x] [bold]"]

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAMILY_MODELS, REPO
+from tests.tiny_models import build_once
 
 # Everything a fresh virtual environment needs to `pip install` this checkout.
 SOURCES = ("pyproject.toml", "README.md", "edgesmith", "runtime", "zoo", "convert", "compress")
@@ -31,7 +32,7 @@ def digits_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
     """A trained digits CNN as float32 / float16 / int8 / uint8 / int16 .tflite and .onnx."""
     from tests.runtime.models import build_digits_models
 
-    return build_digits_models(tmp_path_factory.mktemp("digits-models"))
+    return build_once(tmp_path_factory, "digits-models", build_digits_models)[1]
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def shape_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Models with several inputs and outputs, a dynamic dimension and a state input."""
     from tests.runtime.models import build_shape_models
 
-    return build_shape_models(tmp_path_factory.mktemp("shape-models"))
+    return build_once(tmp_path_factory, "shape-models", build_shape_models)[1]
 
 
 @pytest.fixture(scope="session")
@@ -47,47 +48,38 @@ def zoo_tflite(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """The three trained digits zoo models as float32 .tflite (batch 1) with their eval sets.
 
     ``lstm`` holds the fused UNIDIRECTIONAL_SEQUENCE_LSTM conversion (its state lives in
-    variable tensors); ``lstm-unrolled`` the same weights converted with ``unroll=True``.
+    variable tensors); ``lstm-unrolled`` the same weights converted unrolled (stateless).
+    Converted by edgesmith's own conversion path, as `edgesmith convert` does.
     """
-    from edgesmith.zoo.evaluate import export_eval
-    from edgesmith.zoo.store import ModelStore
-    from edgesmith.zoo.tfkeras import keras, tf
 
-    tf, keras = tf(), keras()
-    folder = tmp_path_factory.mktemp("zoo-tflite")
-    store = ModelStore(tiny_store)
+    def build(folder: Path) -> dict[str, dict]:
+        from edgesmith.convert import convert_keras
+        from edgesmith.convert.config import ConversionConfig
+        from edgesmith.zoo.evaluate import export_eval
+        from edgesmith.zoo.store import ModelStore
 
-    def unrolled(layer):
-        config = layer.get_config()
-        if isinstance(layer, keras.layers.LSTM):
-            config["unroll"] = True
-        return layer.__class__.from_config(config)
+        store = ModelStore(tiny_store)
+        out = {}
+        for family, name in [*FAMILY_MODELS.items(), ("lstm-unrolled", FAMILY_MODELS["lstm"])]:
+            model = store.load(name).model
+            lstm = "unroll" if family == "lstm-unrolled" else "fused"
+            config = ConversionConfig(format="tflite", quant="none", lstm=lstm)
+            path = folder / f"{family}.tflite"
+            path.write_bytes(convert_keras(model, config))
+            npz = folder / f"{name}.npz"
+            if not npz.exists():
+                export_eval(name, out=npz, store=store, split="test")
+            with np.load(npz) as data:
+                x, y = data["x"], data["y"]
+            out[family] = {
+                "name": name,
+                "tflite": path,
+                "npz": npz,
+                "keras_accuracy": float(np.mean(model.predict(x, verbose=0).argmax(-1) == y)),
+            }
+        return out
 
-    out = {}
-    for family, name in [*FAMILY_MODELS.items(), ("lstm-unrolled", FAMILY_MODELS["lstm"])]:
-        model = store.load(name).model
-        if family == "lstm-unrolled":
-            clone = keras.models.clone_model(model, clone_function=unrolled)
-            clone.set_weights(model.get_weights())
-            model = clone
-        # Batch 1, as on a device: an LSTM with a dynamic batch needs TF ops to convert.
-        spec = tf.TensorSpec([1, *model.input_shape[1:]], model.inputs[0].dtype)
-        function = tf.function(lambda x, model=model: model(x)).get_concrete_function(spec)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
-        path = folder / f"{family}.tflite"
-        path.write_bytes(converter.convert())
-        npz = folder / f"{name}.npz"
-        if not npz.exists():
-            export_eval(name, out=npz, store=store, split="test")
-        with np.load(npz) as data:
-            x, y = data["x"], data["y"]
-        out[family] = {
-            "name": name,
-            "tflite": path,
-            "npz": npz,
-            "keras_accuracy": float(np.mean(model.predict(x, verbose=0).argmax(-1) == y)),
-        }
-    return out
+    return build_once(tmp_path_factory, "zoo-tflite", build)[1]
 
 
 @pytest.fixture(scope="session")
