@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_command import bench_command
+
 TOOL = (
     "import sys; import ai_edge_litert.tools.benchmark_litert_model as tool; "
     "tool.round = lambda value, digits=None: value; "
@@ -110,25 +112,7 @@ def tool_median(model: Path, args: argparse.Namespace, env: dict[str, str]) -> f
 
 def edgesmith_median(model: Path, args: argparse.Namespace, env: dict[str, str]) -> float:
     backend = args.backend or ("litert-gpu" if args.gpu else "litert")
-    command = [
-        sys.executable,
-        "-m",
-        "edgesmith",
-        "bench",
-        str(model),
-        "--backend",
-        backend,
-        "--threads",
-        str(args.threads),
-        "--runs",
-        str(args.runs),
-        "--warmup",
-        str(args.warmup),
-        "--json",
-        "-",
-    ]
-    if args.swiftshader:
-        command.append("--swiftshader")
+    command = bench_command(sys.executable, model, backend, args)
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir()
     )

@@ -19,31 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_command import bench_command
+
 BACKENDS = {".tflite": ("litert", "litert-gpu", "tflite-runtime"), ".onnx": ("onnxruntime",)}
 
 
 def bench(python: str, path: Path, backend: str, npz: Path, args: argparse.Namespace) -> dict:
-    command = [
-        python,
-        "-m",
-        "edgesmith",
-        "bench",
-        str(path.resolve()),
-        "--backend",
-        backend,
-        "--eval",
-        str(npz.resolve()),
-        "--threads",
-        str(args.threads),
-        "--runs",
-        str(args.runs),
-        "--warmup",
-        str(args.warmup),
-        "--json",
-        "-",
-    ]
-    if args.swiftshader and backend == "litert-gpu":
-        command.append("--swiftshader")
+    command = bench_command(python, path, backend, args, eval_set=npz)
     done = subprocess.run(command, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if done.stdout.strip().startswith("{"):
         return json.loads(done.stdout)

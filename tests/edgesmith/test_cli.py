@@ -90,6 +90,7 @@ def test_export_eval_writes_what_the_model_consumes(family, tiny_store, tmp_path
     assert abs(accuracy - card.accuracy) < 0.1  # same preprocessing as at training time
 
 
+@pytest.mark.slow
 def test_train_prints_a_table_and_writes_a_report(tmp_path, capsys):
     report = tmp_path / "zoo.md"
     args = ["zoo", "train", "cnn-digits", "--epochs", "1", "--out", str(tmp_path / "s")]

@@ -35,6 +35,7 @@ def test_card_and_folder_layout(tiny_store):
     assert card["metric"]["accuracy"] == card["accuracy"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_weights(tmp_path):
     stores = [ModelStore(tmp_path / str(i)) for i in range(2)]
     for store in stores:
@@ -44,6 +45,7 @@ def test_same_seed_gives_same_weights(tmp_path):
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.slow
 def test_second_train_reuses_the_stored_model(tmp_path, monkeypatch):
     store = ModelStore(tmp_path)
     first = train_zoo_model("cnn-digits", epochs=1, store=store)
@@ -65,6 +67,7 @@ def test_missing_model_in_store_says_how_to_train_it(tmp_path):
         ModelStore(tmp_path).card("lstm-kws")
 
 
+@pytest.mark.slow
 def test_training_reports_through_the_progress_callback_and_prints_nothing(tmp_path, capsys):
     train_zoo_model("cnn-digits", epochs=1, store=tmp_path / "quiet")
     events = []
@@ -79,6 +82,7 @@ def test_training_reports_through_the_progress_callback_and_prints_nothing(tmp_p
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(events[-1].fields)
 
 
+@pytest.mark.slow
 def test_the_training_loop_restores_the_best_validation_epoch():
     from edgesmith.zoo.builders import build_model
     from edgesmith.zoo.datasets import load_dataset
