@@ -38,10 +38,13 @@ def predict_file(
     scale and zero point, so results compare directly with the Keras model's.
     ``xnnpack=False`` runs a .tflite on LiteRT's builtin kernels (sparse weights).
     """
+    from edgesmith.core.native_log import native_log
     from edgesmith.runtime.runners import open_runner
 
     options = {} if xnnpack or Path(path).suffix != ".tflite" else {"xnnpack": False}
-    with open_runner(path, backend="auto", **options) as runner:
+    # The runtimes log INFO lines from C++ ("Created TensorFlow Lite XNNPACK delegate")
+    # that mean nothing to a user converting a model; their failures raise regardless.
+    with native_log(), open_runner(path, backend="auto", **options) as runner:
         return np.asarray(runner.predict(x), dtype=np.float32)
 
 

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from edgesmith.commands import command
+from edgesmith.core.tables import DEFAULT_RUNS, DEFAULT_WARMUP
 
 JSON_HELP = (
     "write the result as JSON to OUT ('-' for stdout, the table then goes to stderr): one "
@@ -57,9 +58,19 @@ def register(commands: Any) -> None:
         help="backend to run, repeatable or comma-separated (default: auto)",
     )
     sub.add_argument("--eval", metavar="FILE.npz", help="labelled eval set (x, y) for accuracy")
-    sub.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs (default: 100)")
     sub.add_argument(
-        "--warmup", type=int, default=10, metavar="N", help="warm-up runs (default: 10)"
+        "--runs",
+        type=int,
+        default=DEFAULT_RUNS,
+        metavar="N",
+        help=f"timed runs (default: {DEFAULT_RUNS})",
+    )
+    sub.add_argument(
+        "--warmup",
+        type=int,
+        default=DEFAULT_WARMUP,
+        metavar="N",
+        help=f"warm-up runs (default: {DEFAULT_WARMUP})",
     )
     sub.add_argument(
         "--min-time",
