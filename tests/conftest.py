@@ -9,6 +9,13 @@ import pytest
 
 from tests.tiny_models import FAMILIES, Tiny, build_once, load_tiny, tiny_model_folder
 
+# With one test process per core (xdist), TensorFlow's and the BLAS libraries' own thread
+# pools would put several threads on each core; the tiny test models gain nothing from
+# them and lose time to the contention. Set before any TensorFlow import; children inherit.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
 REPO = Path(__file__).resolve().parents[1]
 FAMILY_MODELS = {"cnn": "cnn-digits", "lstm": "lstm-digits", "transformer": "transformer-digits"}
 
