@@ -61,6 +61,10 @@ class BenchSettings:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("runs", "warmup", "threads"):
+            value = getattr(self, name)
+            if not (value is None and name == "threads") and not _is_int(value):
+                raise ConfigError(f"bench.{name}={value!r}", expected="a whole number")
         if self.runs < 1 or self.warmup < 0:
             raise ConfigError(
                 f"runs={self.runs}, warmup={self.warmup}", expected="runs >= 1, warmup >= 0"
@@ -137,15 +141,21 @@ class Plan:
                 f"unknown plan keys {sorted(unknown)}", expected=f"some of {sorted(known)}"
             )
         values = dict(data)
-        if "models" in values:
-            values["models"] = tuple(values["models"])
+        if "models" not in values:
+            raise ConfigError("plan has no models", expected="models: a list of zoo model names")
+        values["models"] = _names(values["models"], "models")
+        for key in ("recipe_targets", "recipe_models"):
+            _check(values.get(key), (dict, type(None)), key, "a mapping of recipe names")
         if "recipes" in values:
             recipes = values["recipes"]
+            _check(recipes, (dict, list, type(None)), "recipes", "a mapping of names to recipes")
             if isinstance(recipes, list):  # a list of recipe strings: name them by themselves
+                _names(recipes, "recipes", allow_empty=True)
                 recipes = {r or BASELINE_RECIPE: r for r in recipes}
             flat, only = {}, dict(values.get("recipe_targets") or {})
             per_model = dict(values.get("recipe_models") or {})
-            for name, entry in recipes.items():
+            for name, entry in (recipes or {}).items():
+                _check(entry, (dict, str, type(None)), f"recipes.{name}", "a recipe or a mapping")
                 if isinstance(entry, dict):  # {recipe: "...", targets: [...], models: {...}}
                     extra = set(entry) - {"recipe", "targets", "models"}
                     if extra:
@@ -161,16 +171,36 @@ class Plan:
                 else:
                     flat[str(name)] = str(entry or "")
             values["recipes"] = flat
-            values["recipe_targets"] = {k: _targets(v) for k, v in only.items()}
+            for name, models in per_model.items():
+                _check(models, (dict,), f"recipes.{name}.models", "a mapping of model to recipe")
+            values["recipe_targets"] = {
+                k: _targets(v, f"recipes.{k}.targets") for k, v in only.items()
+            }
             values["recipe_models"] = {
                 str(k): {str(m): str(r or "") for m, r in v.items()} for k, v in per_model.items()
             }
         if "targets" in values:
-            values["targets"] = _targets(values["targets"])
+            values["targets"] = _targets(values["targets"], "targets")
         if "backends" in values:
-            values["backends"] = tuple(values["backends"])
-        if isinstance(values.get("bench"), dict):
-            values["bench"] = BenchSettings(**values["bench"])
+            values["backends"] = _names(values["backends"], "backends")
+        bench = values.get("bench")
+        _check(
+            bench, (dict, BenchSettings, type(None)), "bench", "a mapping (runs, warmup, threads)"
+        )
+        if isinstance(bench, dict):
+            unknown = set(bench) - {f.name for f in dataclasses.fields(BenchSettings)}
+            if unknown:
+                raise ConfigError(
+                    f"unknown bench keys {sorted(unknown)}", expected="runs, warmup, threads"
+                )
+            values["bench"] = BenchSettings(**bench)
+        elif bench is None:
+            values.pop("bench", None)
+        for key in ("calibration_samples", "parity_samples"):
+            if key in values and not _is_int(values[key]):
+                raise ConfigError(f"{key}={values[key]!r}", expected="a whole number")
+        _check(values.get("name", ""), (str,), "name", "a text")
+        _check(values.get("data_dir"), (str, type(None)), "data_dir", "a folder path")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,11 +214,42 @@ class Plan:
         return data
 
 
-def _targets(items: Any) -> tuple[Target, ...]:
-    return tuple(
-        t if isinstance(t, Target) else Target.parse(t) if isinstance(t, str) else Target(**t)
-        for t in items
-    )
+def _targets(items: Any, where: str) -> tuple[Target, ...]:
+    """``format:quant`` strings or {format, quant} mappings, as Targets."""
+    if isinstance(items, str):
+        items = [items]
+    _check(items, (list, tuple), where, "a list such as [tflite:int8, onnx]")
+    targets = []
+    for item in items:
+        if isinstance(item, Target):
+            targets.append(item)
+        elif isinstance(item, str):
+            targets.append(Target.parse(item))
+        elif isinstance(item, dict) and set(item) <= {"format", "quant"} and "format" in item:
+            targets.append(Target(str(item["format"]), str(item.get("quant") or "none")))
+        else:
+            raise ConfigError(f"{where}: {item!r}", expected="format:quant, such as tflite:int8")
+    return tuple(targets)
+
+
+def _names(items: Any, where: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """A list of names (one name alone is a list of one)."""
+    if isinstance(items, str):
+        items = [items]
+    _check(items, (list, tuple), where, "a list of names")
+    for item in items:
+        if not (isinstance(item, str) or (allow_empty and item is None)):
+            raise ConfigError(f"{where}: {item!r}", expected="a name (text)")
+    return tuple(items)
+
+
+def _check(value: Any, types: tuple[type, ...], where: str, expected: str) -> None:
+    if not isinstance(value, types):
+        raise ConfigError(f"{where}: {value!r}"[:200], expected=expected)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
