@@ -84,7 +84,7 @@ def load_source(
         source.x_calibration = _read_npz(calibration, "x")["x"]
         source.calibration_source = str(calibration)
     if eval_file is not None:
-        arrays = _read_npz(eval_file, "x")
+        arrays = _read_npz(eval_file, "x", labels=True)
         source.x_eval, source.y_eval = arrays["x"], arrays.get("y")
         source.eval_source = str(eval_file)
     source.model = _strip_pruning(source.model, source.notes)
@@ -204,25 +204,28 @@ def _strip_pruning(model: Any, notes: list[str]) -> Any:
     return tfmot().sparsity.keras.strip_pruning(model)
 
 
-def _read_npz(path: str | os.PathLike[str], *required: str) -> dict[str, np.ndarray]:
+def _read_npz(
+    path: str | os.PathLike[str], *required: str, labels: bool = False
+) -> dict[str, np.ndarray]:
+    """The arrays of a --calibration / --eval file: numeric finite ``x``, integer labels ``y``."""
+    from edgesmith.core.npzfile import read_npz
+    from edgesmith.runtime.evalset import validate_inputs, validate_labels
+
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found", expected="an .npz file with an 'x' array") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"{path}: not a readable .npz ({exc})",
-            expected="an .npz file with an 'x' array",
-            fix="write one with numpy.savez(path, x=inputs) or `edgesmith zoo export-eval`",
-        ) from exc
+    fix = "write one with numpy.savez(path, x=inputs) or `edgesmith zoo export-eval`"
+    arrays = read_npz(path, expected="an .npz file with an 'x' array", fix=fix)
     missing = [key for key in required if key not in arrays]
     if missing:
         raise DataError(
             f"{path}: no {', '.join(missing)} array (has {', '.join(arrays) or 'nothing'})",
             expected="an .npz with 'x' (inputs as the model takes them) and, for --eval, 'y'",
         )
+    labels = labels and "y" in arrays
+    if labels:
+        arrays["y"] = validate_labels(path, arrays["y"], fix)
+    x = arrays["x"]
+    samples = len(arrays["y"]) if labels else len(x) if x.ndim else 0
+    validate_inputs(path, "x", x, samples, fix)
     return arrays
 
 

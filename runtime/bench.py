@@ -36,7 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.core.errors import BackendUnavailableError, ConfigError, EdgesmithError
+from edgesmith.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    EdgesmithError,
+    ModelFileError,
+)
 from edgesmith.core.native_log import native_log
 from edgesmith.core.records import ResultRecord
 from edgesmith.core.tables import DEFAULT_RUNS, DEFAULT_WARMUP
@@ -52,7 +57,7 @@ from edgesmith.runtime.evalset import (
     state_inputs,
 )
 from edgesmith.runtime.modelfile import ModelInfo, inspect_model
-from edgesmith.runtime.runner_base import Runner
+from edgesmith.runtime.runner_base import Runner, guessed_inputs, shape_hint
 from edgesmith.runtime.runners import open_runner
 from edgesmith.runtime.sysinfo import environment, peak_rss_mb, rss_mb
 from edgesmith.runtime.timing import latency_stats, timed_runs
@@ -118,11 +123,21 @@ def benchmark(
         arrays, needed = match_eval_set(info, evalset, zeros, all_shapes)
         all_shapes.update(needed)
     memory: dict[str, float | None] = {"before_load": rss_mb()}
+    guessed = guessed_inputs([i for i in info.inputs if i.name not in zeros], all_shapes)
     with native_log(log) as log_file:
-        runner = open_runner(
-            path, backend=backend, threads=threads, shapes=all_shapes, info=info, **options
-        )
-        measured = _measure(runner, arrays, evalset, zeros, seed, warmup, runs, min_time, memory)
+        try:
+            runner = open_runner(
+                path, backend=backend, threads=threads, shapes=all_shapes, info=info, **options
+            )
+            measured = _measure(
+                runner, arrays, evalset, zeros, seed, warmup, runs, min_time, memory
+            )
+        except (BackendUnavailableError, ConfigError):
+            raise
+        except Exception as exc:  # a load or run failure; guessed sizes are a likely cause
+            if not guessed:
+                raise
+            raise guessed_shape_error(path, backend, guessed, exc) from exc
         failure = accelerator_failure(log_file.read())
     times, first_ms, accuracy, samples = measured
     stats = latency_stats(times)
@@ -176,6 +191,24 @@ def benchmark(
             if failure
             else None
         ),
+    )
+
+
+def guessed_shape_error(
+    path: Path,
+    backend: str,
+    guessed: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]],
+    exc: BaseException,
+) -> ModelFileError:
+    """A failure of a model run with guessed dynamic sizes: what was guessed, what to give."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = (text[:300] + ("..." if len(text) > 300 else "")) or type(exc).__name__
+    what, options = shape_hint(guessed)
+    return ModelFileError(
+        f"{path}: {backend} failed on inputs whose dynamic dimensions were guessed as 1 "
+        f"({what}): {text}",
+        expected="the sizes the model needs for its dynamic dimensions",
+        fix=f"give them with {options}",
     )
 
 
@@ -273,13 +306,12 @@ def bench_file(
     )
     path = Path(path)
     info = inspect_model(path)
+    zeros = state_inputs(info, kwargs.get("state", ()))
+    shapes = dict(kwargs.get("shapes") or {})
     if eval_set is not None:
         evalset = load_eval_set(eval_set)
-        match_eval_set(
-            info, evalset, state_inputs(info, kwargs.get("state", ())), kwargs.get("shapes")
-        )
-    else:
-        state_inputs(info, kwargs.get("state", ()))
+        shapes.update(match_eval_set(info, evalset, zeros, kwargs.get("shapes"))[1])
+    guessed = guessed_inputs([i for i in info.inputs if i.name not in zeros], shapes)
     plans = plan_backends(backends, info, swiftshader=bool(kwargs.get("swiftshader")))
     records: list[ResultRecord] = []
     for plan in plans:
@@ -306,6 +338,9 @@ def bench_file(
                 on_plan(BackendPlan(plan.backend, str(exc), False))
             continue
         except EdgesmithError as exc:
+            if guessed and isinstance(exc, ModelFileError) and "--shape" not in str(exc):
+                # The worker died (a native abort): the guessed sizes may be why.
+                exc = guessed_shape_error(path, plan.backend, guessed, exc)
             records.append(base.updated(error=str(exc)))
             continue
         records.append(record)

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgesmith.core.errors import ConfigError, DataError, ModelFileError
 from edgesmith.core.formatting import format_shape
+from edgesmith.core.npzfile import read_npz
 from edgesmith.runtime.modelfile import ModelInfo
 from edgesmith.runtime.runner_base import Runner, TensorSpec, is_state_input, quantize
 
@@ -42,6 +43,10 @@ class EvalSet:
 def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
     """Read an eval set (.npz with ``x`` and ``y``, as ``edgesmith zoo export-eval`` writes).
 
+    Refuses, with a DataError naming the file: a missing, empty, truncated or corrupt file,
+    object arrays (never unpickled), inputs that are not numbers or hold NaN/inf, labels
+    that are not integers (or one-hot rows) or are negative, and arrays whose lengths differ.
+
     Example:
         >>> load_eval_set("/no/such.npz")
         Traceback (most recent call last):
@@ -51,44 +56,87 @@ def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
     path = Path(path)
     expected = "an .npz eval set with arrays x and y"
     fix = "write one with: edgesmith zoo export-eval NAME --out FILE.npz"
-    if not path.is_file():
-        raise DataError(f"{path}: file not found", expected=expected, fix=fix)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except Exception as exc:  # BadZipFile, ValueError (pickled objects), OSError
-        raise DataError(
-            f"{path}: not a readable .npz file ({exc})", expected=expected, fix=fix
-        ) from exc
-    if "y" not in arrays or not any(
-        k not in ("y", "class_names", "model", "split") for k in arrays
-    ):
+    arrays = read_npz(path, expected=expected, fix=fix)
+    if "y" not in arrays or not any(k not in ("y", *_META) for k in arrays):
         raise DataError(f"{path}: has arrays {sorted(arrays)}", expected=expected, fix=fix)
-    y = arrays.pop("y")
-    meta = {k: arrays.pop(k) for k in ("class_names", "model", "split") if k in arrays}
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
-        y = y.argmax(axis=1)
-    y = y.reshape(len(y), -1) if y.ndim > 1 and y.shape[1:] != (1,) else y.reshape(-1)
-    if y.dtype.kind not in "iub" or len(y) == 0:
-        raise DataError(
-            f"{path}: y holds {len(y)} {y.dtype} labels",
-            expected="at least one integer class label per sample",
-            fix=fix,
-        )
+    y = validate_labels(path, arrays.pop("y"), fix)
+    meta = {k: arrays.pop(k) for k in _META if k in arrays}
     for key, x in arrays.items():
-        if x.ndim == 0 or len(x) != len(y):
-            raise DataError(
-                f"{path}: {key} has {len(x) if x.ndim else 0} samples and y has {len(y)}",
-                expected="one label per sample",
-                fix=fix,
-            )
+        validate_inputs(path, key, x, len(y), fix)
     return EvalSet(
         path=path,
         arrays=arrays,
         y=y,
-        model=str(meta["model"]) if "model" in meta else None,
-        split=str(meta["split"]) if "split" in meta else None,
+        model=_meta_text(meta.get("model")),
+        split=_meta_text(meta.get("split")),
     )
+
+
+_META = ("class_names", "model", "split")
+
+
+def _meta_text(value: np.ndarray | None) -> str | None:
+    return None if value is None or value.size != 1 else str(value.reshape(()))
+
+
+def validate_labels(path: Path, y: np.ndarray, fix: str) -> np.ndarray:
+    """Integer class labels, one row per sample (one-hot rows become class indices)."""
+    integral = y.dtype.kind in "iub"
+    if y.ndim == 0 or len(y) == 0 or y.size == 0:
+        raise DataError(
+            f"{path}: y holds no labels (shape {y.shape})",
+            expected="at least one integer class label per sample",
+            fix=fix,
+        )
+    if y.dtype.kind == "f" and y.ndim == 2 and y.shape[1] > 1:  # one-hot (or soft) rows
+        if not np.isfinite(y).all():
+            raise DataError(
+                f"{path}: y holds {int(np.count_nonzero(~np.isfinite(y)))} NaN/inf values",
+                expected="finite one-hot label rows",
+                fix=fix,
+            )
+        integral = True
+    if not integral:
+        raise DataError(
+            f"{path}: y holds {y.dtype} values, not integer class labels",
+            expected="at least one integer class label per sample",
+            fix=fix,
+        )
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
+        y = y.argmax(axis=1)
+    y = y.reshape(len(y), -1) if y.ndim > 1 and y.shape[1:] != (1,) else y.reshape(-1)
+    if y.dtype.kind == "i" and (y < 0).any():
+        first = int(np.flatnonzero(y.reshape(-1) < 0)[0])
+        raise DataError(
+            f"{path}: y holds negative labels (first: {int(y.reshape(-1)[first])})",
+            expected="class indices 0, 1, ...",
+            fix=fix,
+        )
+    return y.astype(np.int64)
+
+
+def validate_inputs(path: Path, key: str, x: np.ndarray, samples: int, fix: str) -> None:
+    if x.dtype.kind not in "iubf":
+        raise DataError(
+            f"{path}: {key} holds {x.dtype} values",
+            expected="numeric inputs (integer, bool or float arrays)",
+            fix=fix,
+        )
+    if x.ndim == 0 or len(x) != samples:
+        raise DataError(
+            f"{path}: {key} has {len(x) if x.ndim else 0} samples and y has {samples}",
+            expected="one label per sample",
+            fix=fix,
+        )
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(
+                f"{path}: {key} holds NaN or inf in {int(bad.sum())} of {len(x)} samples "
+                f"(first: sample {int(np.flatnonzero(bad)[0])})",
+                expected="finite input values",
+                fix=f"drop or repair those samples, or {fix}",
+            )
 
 
 def state_inputs(info: ModelInfo, names: Iterable[str] = ()) -> set[str]:
@@ -159,7 +207,26 @@ def match_eval_set(
         if tensor.dynamic and tensor.name not in shapes:
             batch = signature[0] if signature and signature[0] > 0 else 1
             needed[tensor.name] = (batch, *sample)
+    _check_label_range(info, evalset, fix)
     return arrays, needed
+
+
+def _check_label_range(info: ModelInfo, evalset: EvalSet, fix: str) -> None:
+    """Labels must name classes the model has (one output of shape (batch, classes))."""
+    if len(info.outputs) != 1 or evalset.y.ndim != 1:
+        return
+    signature = info.outputs[0].shape_signature
+    if len(signature) != 2 or signature[-1] < 1:
+        return
+    classes = max(signature[-1], 2)  # one column is a probability of class 1
+    top = int(evalset.y.max())
+    if top >= classes:
+        raise ModelFileError(
+            f"{evalset.path}: label {top} is out of range for {info.path}, which has "
+            f"{classes} classes ({int((evalset.y >= classes).sum())} labels >= {classes})",
+            expected=f"labels 0..{classes - 1}",
+            fix=fix,
+        )
 
 
 def random_feeds(specs: Sequence[TensorSpec], state: set[str], seed: int = 0) -> list[np.ndarray]:

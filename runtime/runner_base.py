@@ -314,6 +314,53 @@ def resolve_shapes(
     return resolved
 
 
+def guessed_inputs(
+    infos: Sequence[TensorInfo], shapes: Mapping[str, Sequence[int]] | None = None
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The inputs with a dynamic dimension past the batch that no ``shapes`` entry gave:
+    name -> (signature, the shape it runs at, each dynamic dimension as 1).
+
+    Example:
+        >>> guessed_inputs([TensorInfo("x", (-1, -1, 10), "float32")])
+        {'x': ((-1, -1, 10), (1, 1, 10))}
+        >>> guessed_inputs([TensorInfo("x", (-1, -1, 10), "float32")], {"x": (1, 49, 10)})
+        {}
+    """
+    shapes = dict(shapes or {})
+    guessed = {}
+    for i, info in enumerate(infos):
+        given = shapes.get(info.name, shapes.get(str(i)))
+        if given is None and len(infos) == 1:
+            given = shapes.get("")
+        signature = tuple(info.shape_signature)
+        # A dynamic batch alone is no guess: every model runs at batch 1.
+        if given is None and any(d < 0 for d in signature[1:] or signature):
+            guessed[info.name] = (signature, tuple(d if d >= 0 else 1 for d in signature))
+    return guessed
+
+
+def shape_hint(guessed: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> tuple[str, str]:
+    """What was guessed, and the ``--shape`` options that give it instead (for an error).
+
+    Example:
+        >>> shape_hint({"x": ((-1, -1, 10), (1, 1, 10))})[1]
+        '--shape x=1,16,10 (16 stands for the size the model was built for)'
+    """
+    what = "; ".join(
+        f"input {name!r} {format_shape(signature)} ran as {format_shape(shape)}"
+        for name, (signature, shape) in guessed.items()
+    )
+    options = []
+    for name, (signature, shape) in guessed.items():
+        # The batch (first) dimension stays 1; other guessed ones get an example size.
+        dims = [
+            16 if s < 0 and (i > 0 or len(signature) == 1) else d
+            for i, (s, d) in enumerate(zip(signature, shape, strict=True))
+        ]
+        options.append(f"--shape {name}={','.join(map(str, dims))}")
+    return what, " ".join(options) + " (16 stands for the size the model was built for)"
+
+
 def import_runtime(module: str, backend: str) -> Any:
     """Import a runtime, turning any failure (absent, or built for another NumPy) into one line."""
     try:

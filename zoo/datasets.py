@@ -67,6 +67,8 @@ class DatasetSplits:
     preprocessing: dict[str, Any]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    # Source files left out as unreadable, each "PATH: why" (FSDD skips bad recordings).
+    skipped: list[str] = field(default_factory=list)
     # Positions of each split's samples in the source (file or set order): disjoint.
     indices: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -201,18 +203,31 @@ def _download_public(name: str) -> Path:
 
 
 def _stratified_split(
-    y: np.ndarray, fractions: tuple[float, float], seed: int = SPLIT_SEED
+    y: np.ndarray, fractions: tuple[float, float], seed: int = SPLIT_SEED, where: str = "data set"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of train / val / test, stratified by label, for val and test ``fractions``."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
     val_frac, test_frac = fractions
-    rest, test = train_test_split(index, test_size=test_frac, stratify=y, random_state=seed)
-    train, val = train_test_split(
-        rest, test_size=val_frac / (1 - test_frac), stratify=y[rest], random_state=seed + 1
-    )
+    try:
+        rest, test = train_test_split(index, test_size=test_frac, stratify=y, random_state=seed)
+        train, val = train_test_split(
+            rest, test_size=val_frac / (1 - test_frac), stratify=y[rest], random_state=seed + 1
+        )
+    except ValueError as exc:  # too few samples, or a class with fewer than two
+        raise _too_small(where, y, exc) from exc
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _too_small(where: str, y: np.ndarray, exc: Exception) -> DataError:
+    counts = ", ".join(f"{c}: {n}" for c, n in zip(*np.unique(y, return_counts=True), strict=True))
+    return DataError(
+        f"{where}: {len(y)} samples (per class {counts or 'none'}) cannot be split into "
+        f"stratified train / val / test sets ({exc})",
+        expected="enough samples of every class for each split (a few dozen per class)",
+        fix="use the complete data set, or point --data-dir at a larger copy",
+    )
 
 
 def _splits_from_index(
@@ -274,6 +289,12 @@ def _load_mnist(data_dir: Any, preprocessing: dict | None, _options: dict) -> Da
     folder = _dataset_folder("mnist", data_dir, "*images*idx3-ubyte*")
     prep = preprocessing or {"dataset": "mnist", "scale": 1 / 255.0, "split_seed": SPLIT_SEED}
     pairs = find_idx_pairs(folder)
+    if not pairs:
+        raise DataError(
+            f"{folder}: no IDX images file with a usable name",
+            expected="PREFIX-images-idx3-ubyte[.gz] and PREFIX-labels-idx1-ubyte[.gz] files",
+            fix="rename the files as MNIST ships them (e.g. train-images-idx3-ubyte.gz)",
+        )
     train_pairs = [p for p in pairs if p[0].name.startswith("train")]
     test_pairs = [p for p in pairs if p[0].name.startswith("t10k")]
     if train_pairs and test_pairs:
@@ -284,17 +305,20 @@ def _load_mnist(data_dir: Any, preprocessing: dict | None, _options: dict) -> Da
         y = np.concatenate([y_tr, y_te])
         from sklearn.model_selection import train_test_split
 
-        tr, va = train_test_split(
-            np.arange(len(y_tr)), test_size=0.1, stratify=y_tr, random_state=prep["split_seed"]
-        )
+        try:
+            tr, va = train_test_split(
+                np.arange(len(y_tr)), test_size=0.1, stratify=y_tr, random_state=prep["split_seed"]
+            )
+        except ValueError as exc:
+            raise _too_small(str(train_pairs[0][0]), y_tr, exc) from exc
         index = (np.sort(tr), np.sort(va), np.arange(len(y_tr), len(y)))
         source = f"{train_pairs[0][0].name} + {test_pairs[0][0].name}"
     else:
         # One file pair (such as the 8k subset): a fixed stratified 80 / 10 / 10 split.
         xs, ys = zip(*(load_idx_pair(*p) for p in pairs), strict=True)
         x, y = np.concatenate(xs), np.concatenate(ys)
-        index = _stratified_split(y, (0.1, 0.1), prep["split_seed"])
         source = ", ".join(p[0].name for p in pairs)
+        index = _stratified_split(y, (0.1, 0.1), prep["split_seed"], f"{folder}: {source}")
     x = (x.astype(np.float32) * prep["scale"]).astype(np.float32)
     return _splits_from_index(
         "mnist",
@@ -355,7 +379,12 @@ def _load_fsdd(data_dir: Any, preprocessing: dict | None, options: dict) -> Data
         labels.append(digit)
         takes.append(take)
     if not audio:
-        raise DataError(f"{folder}: no readable FSDD recordings", expected="WAV files")
+        raise DataError(
+            f"{folder}: no readable FSDD recordings ({len(skipped)} of {len(files)} WAV files "
+            f"skipped; first: {skipped[0] if skipped else 'none'})",
+            expected=f"16-bit PCM WAV recordings at {settings['sample_rate']} Hz",
+            fix="download the data set again, or point --data-dir at an intact copy",
+        )
     features = _audio_features(np.stack(audio), settings)
     y = np.asarray(labels, dtype=np.int64)
     takes_arr = np.asarray(takes)
@@ -385,7 +414,7 @@ def _load_fsdd(data_dir: Any, preprocessing: dict | None, options: dict) -> Data
         (np.flatnonzero(train), np.flatnonzero(val), np.flatnonzero(test)),
         DIGIT_NAMES,
         prep,
-        f"{folder}: {len(files)} WAV files",
+        f"{folder}: {len(audio)} of {len(files)} WAV files",
     )
     if skipped:
         import warnings
@@ -393,6 +422,7 @@ def _load_fsdd(data_dir: Any, preprocessing: dict | None, options: dict) -> Data
         message = f"skipped {len(skipped)} unreadable WAV file(s) in {folder}: {skipped[0]}"
         warnings.warn(message, stacklevel=2)
         data.notes.append(message)
+        data.skipped.extend(skipped)
     return data
 
 
@@ -454,7 +484,7 @@ def _load_sms(data_dir: Any, preprocessing: dict | None, options: dict) -> Datas
     path = folder / "SMSSpamCollection"
     texts, labels = read_sms_collection(path)
     y = np.asarray(labels, dtype=np.int64)
-    index = _stratified_split(y, (0.15, 0.15), SPLIT_SEED)
+    index = _stratified_split(y, (0.15, 0.15), SPLIT_SEED, str(path))
     if preprocessing:
         settings = {k: preprocessing[k] for k in SMS_DEFAULTS}
         vocab = list(preprocessing["vocabulary"])

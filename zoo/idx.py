@@ -8,6 +8,7 @@ row-major. Files may be gzipped. This module is numpy-only.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import struct
 import zlib
@@ -36,13 +37,14 @@ _SUPPORTED = "dtype codes 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D fl
 _GZIP_MAGIC = b"\x1f\x8b"
 _IMAGES_MAGIC = 0x00000803  # 2051: uint8, 3 dims
 _LABELS_MAGIC = 0x00000801  # 2049: uint8, 1 dim
+_CHUNK = 1 << 20
 _FIX_REFETCH = "download the file again, or point --data-dir at an intact copy"
 
 _IMAGES_NAME = re.compile(r"^(?P<prefix>.*)images(?P<sep>[.-])idx3-ubyte(?P<gz>\.gz)?$")
 
 
 def _read_bytes(path: Path) -> bytes:
-    """Return the file's bytes, decompressed when it is gzipped."""
+    """Return the file's bytes, decompressed when it is gzipped (never past what it declares)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -54,7 +56,7 @@ def _read_bytes(path: Path) -> bytes:
     # A raw IDX file starts with two zero bytes, so the gzip magic is unambiguous.
     if path.name.endswith(".gz") or data.startswith(_GZIP_MAGIC):
         try:
-            data = gzip.decompress(data)
+            data = _gunzip_idx(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(
                 f"{path}: gzip data cannot be decompressed ({exc})",
@@ -62,6 +64,31 @@ def _read_bytes(path: Path) -> bytes:
                 fix=_FIX_REFETCH,
             ) from exc
     return data
+
+
+def _gunzip_idx(data: bytes) -> bytes:
+    """Decompress an IDX file, reading at most one byte more than its header promises.
+
+    A corrupt header cannot make this allocate more than the stream really holds: the
+    payload is read in chunks, and the read stops one byte past the promised length (so a
+    too-long payload is still reported by :func:`read_idx`).
+    """
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        head = stream.read(4)
+        if len(head) == 4 and head[:2] == b"\0\0" and head[3] > 0:
+            head += stream.read(4 * head[3])
+        limit = len(head) + 1
+        if len(head) >= 4 and head[2] in _CODE_TO_DTYPE and len(head) == 4 + 4 * head[3] > 4:
+            dims = struct.unpack(f">{head[3]}I", head[4:])
+            limit += prod(dims) * _CODE_TO_DTYPE[head[2]].itemsize
+        parts, total = [head], len(head)
+        while total < limit:
+            chunk = stream.read(min(limit - total, _CHUNK))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+    return b"".join(parts)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -225,6 +252,12 @@ def load_idx_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{labels}: holds a {y.ndim}-D {y.dtype} array of shape {y.shape}",
             expected=f"1-D uint8 labels (IDX magic {_LABELS_MAGIC})",
             fix="check that the images and labels files are not swapped",
+        )
+    if x.size == 0:
+        raise DataError(
+            f"{images}: holds no image data (shape {x.shape})",
+            expected="at least one image of at least one pixel",
+            fix=_FIX_REFETCH,
         )
     if len(x) != len(y):
         raise DataError(

@@ -6,6 +6,7 @@ numpy-only; FSDD files are named ``{digit}_{speaker}_{take}.wav``.
 from __future__ import annotations
 
 import re
+import struct
 import wave
 from pathlib import Path
 
@@ -29,12 +30,14 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
         with wave.open(str(path), "rb") as wav:
             channels = wav.getnchannels()
             width = wav.getsampwidth()
             rate = wav.getframerate()
             declared = wav.getnframes()
-            data = wav.readframes(declared)
+            # Never ask for more than the file can hold: a corrupt header may declare gigabytes.
+            data = wav.readframes(min(declared, size // max(width * channels, 1)))
     except FileNotFoundError as exc:
         raise DataError(
             f"{path}: file does not exist",
@@ -48,9 +51,11 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
             expected=_PCM,
             fix="download the file again",
         ) from exc
-    except (wave.Error, OSError, ValueError) as exc:
+    except (wave.Error, OSError, ValueError, RuntimeError, struct.error) as exc:
+        # RuntimeError: wave's chunk reader, when a chunk size points past the RIFF chunk.
+        detail = str(exc) or "a chunk size points past the end of its container"
         raise DataError(
-            f"{path}: cannot read as WAV ({exc})",
+            f"{path}: cannot read as WAV ({detail})",
             expected=_PCM,
             fix=_FIX_CONVERT,
         ) from exc

@@ -53,9 +53,9 @@ def store_option(parser: argparse.ArgumentParser, *flags: str) -> None:
 
 
 def emit_json(result: dict[str, Any], path: str | None) -> None:
-    """Print ``result``; also write it to ``path`` (atomically) when given."""
+    """Print ``result``; also write it to ``path`` (atomically) when given ('-': stdout only)."""
     text = json.dumps(result, indent=2)
-    if path:
+    if path and path != "-":
         from edgesmith.core.fileio import write_text
 
         write_text(Path(path), text + "\n")

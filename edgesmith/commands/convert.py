@@ -114,7 +114,9 @@ def register(commands: Any) -> None:
     )
     sub.add_argument("file", metavar="FILE", help="a .tflite file")
     sub.add_argument("--target", required=True, choices=("edgetpu", "gpu"))
-    sub.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT")
+    sub.add_argument(
+        "--json", metavar="OUT", help="write the report as JSON to OUT ('-': stdout only)"
+    )
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -127,6 +127,42 @@ def test_corrupt_wav_is_skipped_with_a_counted_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 1 unreadable WAV.*3_ann_40\.wav"):
         data = load_dataset("fsdd", data_dir=folder)
     assert sum(data.sizes.values()) == 30
+    # The count is in what the loader returns, each entry naming the file and why.
+    assert len(data.skipped) == 1 and "3_ann_40.wav" in data.skipped[0]
+    assert "30 of 31 WAV files" in data.source
+
+
+def test_fsdd_folder_of_only_bad_recordings_is_one_clear_error(tmp_path):
+    folder = tmp_path / "fsdd"
+    folder.mkdir()
+    (folder / "3_ann_0.wav").write_bytes(b"")
+    (folder / "4_ann_0.wav").write_bytes(b"RIFF\xff\xff\xff\x7fWAVEfmt ")
+    with pytest.raises(DataError, match=r"no readable FSDD recordings \(2 of 2 .*3_ann_0\.wav"):
+        load_dataset("fsdd", data_dir=folder)
+
+
+def test_mnist_too_few_samples_to_split_is_a_data_error(tmp_path):
+    folder = tmp_path / "mnist"
+    write_idx(folder / "tiny-images-idx3-ubyte", np.zeros((3, 28, 28), dtype=np.uint8))
+    write_idx(folder / "tiny-labels-idx1-ubyte", np.array([0, 1, 1], dtype=np.uint8))
+    with pytest.raises(DataError, match=r"tiny-images-idx3-ubyte: 3 samples .*cannot be split"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_mnist_empty_images_file_is_refused(tmp_path):
+    folder = tmp_path / "mnist"
+    write_idx(folder / "e-images-idx3-ubyte", np.zeros((0, 28, 28), dtype=np.uint8))
+    write_idx(folder / "e-labels-idx1-ubyte", np.zeros(0, dtype=np.uint8))
+    with pytest.raises(DataError, match="e-images-idx3-ubyte: holds no image data"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_sms_with_too_few_messages_is_a_data_error(tmp_path):
+    path = tmp_path / "sms-spam" / "SMSSpamCollection"
+    path.parent.mkdir()
+    path.write_text("ham\thello\nspam\tWIN\n", encoding="utf-8")
+    with pytest.raises(DataError, match="SMSSpamCollection: 2 samples"):
+        load_dataset("sms-spam", data_dir=tmp_path)
 
 
 def test_fsdd_bad_option_is_rejected(tmp_path):

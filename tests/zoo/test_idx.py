@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from edgesmith.core.errors import DataError
 from edgesmith.zoo.idx import find_idx_pairs, load_idx_pair, read_idx, write_idx
+from tests.mutate import mutants
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -230,3 +232,70 @@ def test_real_mnist8k() -> None:
     assert y.shape == (8000,) and y.dtype == np.int64
     assert set(np.unique(y).tolist()) == set(range(10))
     assert 0 < x.mean() < 255
+
+
+@pytest.mark.parametrize("gz", ["", ".gz"])
+def test_huge_declared_dims_do_not_allocate(tmp_path: Path, gz: str) -> None:
+    """A header declaring 2**32 x 2**32 x 2**32 bytes is refused without reading that much."""
+    path = tmp_path / f"liar-images-idx3-ubyte{gz}"
+    data = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    data += bytes(100)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            DataError, match=r"liar-images.*payload holds 100 bytes, header promises"
+        ):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_gzip_payload_longer_than_declared_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 2]) + bytes(50)))
+    with pytest.raises(DataError, match=r"long-labels.*payload holds 3 bytes, header promises 2"):
+        read_idx(path)
+
+
+def test_zero_dimension_and_zero_length(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-images-idx3-ubyte"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="empty-images-idx3-ubyte: file holds 0 bytes"):
+        read_idx(empty)
+    nodims = tmp_path / "nodims"
+    nodims.write_bytes(bytes([0, 0, 8, 0]))
+    with pytest.raises(DataError, match="nodims: IDX header declares 0 dimensions"):
+        read_idx(nodims)
+
+
+def test_wrong_extension_is_read_by_content(tmp_path: Path) -> None:
+    path = tmp_path / "digits.png"
+    write_idx(path, _images(2))
+    assert read_idx(path).shape == (2, 4, 3)
+    text = tmp_path / "readme-images-idx3-ubyte"
+    text.write_text("hello world")
+    with pytest.raises(DataError, match="readme-images-idx3-ubyte: bad IDX magic"):
+        read_idx(text)
+
+
+@pytest.mark.parametrize("gz", ["", ".gz"])
+def test_mutated_idx_files_give_data_error_or_an_array(tmp_path: Path, gz: str) -> None:
+    """Fuzz: every mutant of a valid IDX file reads as an array or raises DataError naming it."""
+    valid = tmp_path / f"valid-images-idx3-ubyte{gz}"
+    write_idx(valid, _images(6, 5, 4))
+    outcomes: dict[str, int] = {}
+    for i, (kind, blob) in enumerate(mutants(valid.read_bytes(), 150, seed=7)):
+        path = tmp_path / f"m{i}_{kind}-images-idx3-ubyte{gz}"
+        path.write_bytes(blob)
+        try:
+            array = read_idx(path)
+        except DataError as exc:
+            assert path.name in str(exc)
+            outcomes["error"] = outcomes.get("error", 0) + 1
+        else:
+            assert isinstance(array, np.ndarray) and array.nbytes <= len(blob) * 1100
+            outcomes["read"] = outcomes.get("read", 0) + 1
+    assert sum(outcomes.values()) == 150 and outcomes.get("error", 0) > 0

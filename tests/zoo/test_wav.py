@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import tracemalloc
 import wave
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from edgesmith.core.errors import DataError
 from edgesmith.zoo.wav import parse_fsdd_name, read_wav, write_wav
+from tests.mutate import mutants
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,3 +193,71 @@ def test_real_fsdd_file() -> None:
     assert samples.dtype == np.float32 and samples.ndim == 1 and samples.size > 1000
     assert np.abs(samples).max() <= 1.0
     assert parse_fsdd_name(path) == (0, "george", 0)
+
+
+def _riff(fmt: bytes, data_size: int, payload: bytes) -> bytes:
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", data_size) + payload
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_huge_declared_data_size_reads_only_what_is_there(tmp_path: Path) -> None:
+    """A header declaring ~4 GiB of frames must not make the reader ask for 4 GiB."""
+    path = tmp_path / "liar.wav"
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    path.write_bytes(_riff(fmt, 0xFFFFFFF0, np.arange(50, dtype="<i2").tobytes()))
+    tracemalloc.start()
+    try:
+        back, rate = read_wav(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rate == 8000 and back.shape == (50,)
+    assert peak < 1 << 20
+
+
+def test_fmt_chunk_cut_short_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "shortfmt.wav"
+    path.write_bytes(_riff(b"\x01\x00\x01", 2, b"\x00\x00"))
+    with pytest.raises(DataError, match=r"shortfmt\.wav"):
+        read_wav(path)
+
+
+def test_float_wav_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "float.wav"
+    fmt = struct.pack("<HHIIHH", 3, 1, 8000, 32000, 4, 32)  # IEEE float
+    path.write_bytes(_riff(fmt, 8, bytes(8)))
+    with pytest.raises(DataError, match=r"float\.wav: cannot read as WAV.*16-bit PCM"):
+        read_wav(path)
+
+
+def test_wrong_extension_still_read_by_content(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp3"
+    write_wav(path, np.zeros(10, dtype=np.float32), 8000)
+    assert read_wav(path)[0].shape == (10,)
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    with pytest.raises(DataError, match=r"notes\.wav"):
+        read_wav(text)
+
+
+def test_mutated_wav_files_give_data_error_or_audio(tmp_path: Path) -> None:
+    """Fuzz: every mutant of a valid WAV reads as audio or raises DataError naming the file."""
+    valid = tmp_path / "valid.wav"
+    t = np.arange(400) / 8000
+    write_wav(valid, 0.3 * np.sin(2 * np.pi * 300 * t), 8000)
+    data = valid.read_bytes()
+    outcomes: dict[str, int] = {}
+    for i, (kind, blob) in enumerate(mutants(data, 300, seed=11)):
+        path = tmp_path / f"m{i}_{kind}.wav"
+        path.write_bytes(blob)
+        try:
+            samples, rate = read_wav(path)
+        except DataError as exc:
+            assert path.name in str(exc)
+            outcomes["error"] = outcomes.get("error", 0) + 1
+        else:
+            assert samples.dtype == np.float32 and samples.ndim == 1 and len(samples) > 0
+            assert np.isfinite(samples).all() and rate > 0
+            outcomes["read"] = outcomes.get("read", 0) + 1
+    assert sum(outcomes.values()) == 300 and outcomes.get("error", 0) > 0
