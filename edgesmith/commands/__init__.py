@@ -63,4 +63,7 @@ def emit_json(result: dict[str, Any], path: str | None) -> None:
 
 
 def pct(value: float | None) -> str | None:
-    return None if value is None else f"{100 * value:.2f}%"
+    """``format_pct``, but None stays None (JSON null, or a caller's own wording)."""
+    from edgesmith.core.formatting import format_pct
+
+    return None if value is None else format_pct(value)
