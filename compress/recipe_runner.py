@@ -71,30 +71,48 @@ def compress_model(
     logdir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    data: Any = None,
+    trust: bool = False,
+    custom_objects: Any = None,
+    image_scale: float | None = None,
 ) -> CompressionCard:
-    """Apply ``recipe`` to ``model`` (a zoo name, a model folder or a model file) and save to ``out``.
+    """Apply ``recipe`` to ``model`` and save the result to ``out``.
+
+    ``model``: a zoo name, a model folder, a model file with ``card.json`` beside it, or
+    a model of the user's (a Keras 3 or tf-keras file, a SavedModel holding a Keras
+    model, a live ``keras.Model``), which needs ``data``: an .npz, a folder of class
+    folders of images, a zoo set name, ``(x, y)`` arrays or a ``tf.data.Dataset`` (see
+    :func:`~edgesmith.zoo.user_model.load_data_for`). ``data`` also replaces a zoo
+    model's own set. A model file's own code runs only with ``trust``; custom layers
+    come from ``custom_objects`` (a .py file or a dict).
 
     Nothing is written to ``out`` unless every step succeeded. ``progress`` receives a
     message per step and the fine-tuning's epochs; without it nothing is shown.
     """
-    from edgesmith.zoo.evaluate import data_for
-
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if logdir:
         require_tensorboard()
-    stored = open_parent(model, store=store)
+    stored, data = open_parent_and_data(
+        model,
+        store=store,
+        data=data,
+        data_dir=data_dir,
+        trust=trust,
+        custom_objects=custom_objects,
+        image_scale=image_scale,
+        seed=seed,
+    )
     if stored.card.qat:
         raise ConfigError(
             f"{model}: the model is already quantization-aware (its card says qat: true)",
             expected="a float model",
             fix="compress the model the QAT model came from, with qat as the recipe's last step",
         )
-    data = data_for(stored, data_dir=data_dir)
     started = time.perf_counter()
     result = run_recipe(stored, data, recipe, seed=seed, logdir=logdir, progress=progress)
     seconds = time.perf_counter() - started
     card = _card(stored, recipe, result, seconds, seed)
-    save_folder(result.model, card, stored.preprocessing, recipe, out)
+    save_folder(result.model, card, result.data.preprocessing or stored.preprocessing, recipe, out)
     return card
 
 
@@ -112,24 +130,48 @@ def require_tensorboard() -> None:
         )
 
 
-def open_parent(
-    model: str | os.PathLike[str], *, store: str | os.PathLike[str] | None
-) -> StoredModel:
-    """A zoo model by name, a model folder, or a model file with ``card.json`` beside it."""
-    from edgesmith.zoo.evaluate import open_model
-    from edgesmith.zoo.store import CARD_FILE, load_keras_model, load_model_folder
+def open_parent_and_data(
+    model: Any,
+    *,
+    store: str | os.PathLike[str] | None,
+    data: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    trust: bool = False,
+    custom_objects: Any = None,
+    image_scale: float | None = None,
+    seed: int = 0,
+) -> tuple[StoredModel, DatasetSplits]:
+    """The model to compress and the data it trains on, whatever the kind of source.
 
-    path = Path(model)
-    if path.is_file():
-        if not (path.parent / CARD_FILE).is_file():
-            raise ModelFileError(
-                f"{path}: no {CARD_FILE} beside it",
-                expected="a zoo name, or a model folder written by `edgesmith zoo train` or "
-                "`edgesmith compress` (the card names the data set and the input layout)",
-            )
-        folder = load_model_folder(path.parent)
-        return replace(folder, model=load_keras_model(path, qat=folder.card.qat))
-    return open_model(str(model), store=store)
+    A model file with ``card.json`` beside it is the model of that folder (edgesmith
+    wrote both); any other file is a model of the user's.
+    """
+    from edgesmith.zoo.evaluate import data_for
+    from edgesmith.zoo.store import CARD_FILE, load_keras_model, load_model_folder
+    from edgesmith.zoo.user_model import check_model_path, load_data_for, open_model_and_data
+
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
+        path = Path(model)
+        if (path.parent / CARD_FILE).is_file():
+            folder = load_model_folder(path.parent)
+            stored = replace(folder, model=load_keras_model(path, qat=folder.card.qat))
+            if data is None:
+                return stored, data_for(stored, data_dir=data_dir)
+            splits = load_data_for(stored.model, data, data_dir=data_dir, image_scale=image_scale)
+            return stored, splits
+    check_model_path(model)
+    stored, splits = open_model_and_data(
+        model,
+        data=data,
+        data_dir=data_dir,
+        store=store,
+        trust=trust,
+        custom_objects=custom_objects,
+        image_scale=image_scale,
+        seed=seed,
+    )
+    assert splits is not None  # require_data: a model of the user's without data raised
+    return stored, splits
 
 
 def run_recipe(

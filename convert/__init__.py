@@ -41,7 +41,7 @@ def convert_keras(
     The family is read from the model's layers. Pruning wrappers are not stripped here
     (``convert_model`` strips them on load).
     """
-    from edgesmith.convert.source import detect_family
+    from edgesmith.zoo.user_model import detect_family
 
     family = detect_family(model)
     if config.format == "tflite":

@@ -48,8 +48,13 @@ def predict_file(
         return np.asarray(runner.predict(x), dtype=np.float32)
 
 
-def compare(reference: np.ndarray, converted: np.ndarray, tolerance: Tolerance) -> dict[str, Any]:
+def compare(
+    reference: np.ndarray, converted: np.ndarray, tolerance: Tolerance, *, logits: bool = False
+) -> dict[str, Any]:
     """Max abs difference and top-1 agreement of two output arrays, judged by ``tolerance``.
+
+    The agreement compares predicted classes: the arg-max of class scores, or for one
+    score per sample its threshold (0.5, or 0 for a logit with ``logits``).
 
     Returns the JSON-able ``parity`` part of the record, with one message per output
     that fails (``messages``) and ``ok``.
@@ -57,7 +62,14 @@ def compare(reference: np.ndarray, converted: np.ndarray, tolerance: Tolerance) 
     reference = np.asarray(reference, dtype=np.float32)
     converted = np.asarray(converted, dtype=np.float32).reshape(reference.shape)
     diff = float(np.max(np.abs(reference - converted))) if reference.size else 0.0
-    agree = float(np.mean(np.argmax(reference, -1) == np.argmax(converted, -1)))
+    from edgesmith.core.metrics import predicted_classes
+
+    agree = float(
+        np.mean(
+            predicted_classes(reference, logits=logits)
+            == predicted_classes(converted, logits=logits)
+        )
+    )
     messages = []
     if not np.all(np.isfinite(converted)):
         messages.append("output 0: non-finite values (NaN or inf) in the converted outputs")

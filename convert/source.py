@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.core.errors import ConfigError, DataError, ModelFileError
+from edgesmith.core.errors import ConfigError, DataError
 from edgesmith.core.records import CompressionCard, ModelCard
-from edgesmith.zoo.registry import RECURRENT_LAYERS
+from edgesmith.zoo.user_model import all_layers
 
 
 @dataclass
@@ -60,26 +60,67 @@ class Source:
 
 
 def load_source(
-    model: str | os.PathLike[str],
+    model: Any,
     *,
     store: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     calibration: str | os.PathLike[str] | None = None,
     eval_file: str | os.PathLike[str] | None = None,
+    data: Any = None,
+    trust: bool = False,
+    custom_objects: Any = None,
+    image_scale: float | None = None,
 ) -> Source:
-    """Load ``model`` (zoo name, model folder or Keras file) and its calibration/eval data.
+    """Load ``model`` (zoo name, model folder, model file or live Keras model) and its data.
 
     A zoo model or model folder brings its data set (train split for calibration, test
-    split for accuracy and parity, with the stored preprocessing). A bare Keras file has
-    none: ``calibration`` (an .npz with ``x``) and ``eval_file`` (an .npz with ``x`` and
-    ``y``, as ``edgesmith zoo export-eval`` writes) supply it. Pruning wrappers are
-    stripped on load.
+    split for accuracy and parity, with the stored preprocessing). A model of the user's
+    takes ``data`` (an .npz, an image folder, a zoo set name, arrays: see
+    :func:`~edgesmith.zoo.user_model.load_data_for`), which also replaces a zoo model's
+    own set. ``calibration`` (an .npz with ``x``) and ``eval_file`` (an .npz with ``x``
+    and ``y``, as ``edgesmith zoo export-eval`` writes) override the calibration and
+    evaluation samples. Pruning wrappers are stripped on load. A model file's own code
+    (Lambda layers, unknown custom objects) runs only with ``trust``.
     """
-    path = Path(model)
-    if path.is_file() or (path.is_dir() and not (path / "card.json").is_file()):
-        source = _load_keras_file(path)
-    else:
-        source = _load_folder(model, store=store, data_dir=data_dir)
+    from edgesmith.zoo.user_model import check_model_path, is_user_model, open_model_and_data
+
+    check_model_path(model)
+    user = is_user_model(model)
+    with _tfmot_scopes():
+        stored, splits = open_model_and_data(
+            model,
+            data=data,
+            data_dir=data_dir,
+            store=store,
+            trust=trust,
+            custom_objects=custom_objects,
+            image_scale=image_scale,
+            require_data=False,
+        )
+    card = stored.card
+    source = Source(
+        model=stored.model,
+        name=card.name,
+        family=card.family,
+        path=stored.path,
+        card=card if (splits is not None or not user) else None,
+        steps=[] if user else _lineage(card),
+    )
+    if user:
+        source.notes.append(f"model of your own: family {card.family!r} detected from its layers")
+        rebuild = card.source.get("rebuild")
+        if rebuild:
+            source.notes.append(
+                f"Keras 3 model rebuilt as tf-keras: max |diff| {rebuild['max_abs_diff']:.2g} "
+                f"on {rebuild['samples']} samples (tolerance {rebuild['atol']:g})"
+            )
+    if splits is not None:
+        dtype = np.int32 if card.layout == "tokens" else np.float32
+        source.x_calibration = splits.x_train.astype(dtype)
+        source.calibration_source = f"{card.dataset} train split ({splits.source})"
+        source.x_eval, source.y_eval = splits.x_test.astype(dtype), splits.y_test
+        source.eval_source = f"{card.dataset} test split ({splits.source})"
+        source.class_names = tuple(splits.class_names)
     if calibration is not None:
         source.x_calibration = _read_npz(calibration, "x")["x"]
         source.calibration_source = str(calibration)
@@ -91,81 +132,6 @@ def load_source(
     _check_input_shape(source, source.x_calibration, "--calibration")
     _check_input_shape(source, source.x_eval, "--eval")
     return source
-
-
-def _load_folder(
-    model: str | os.PathLike[str],
-    *,
-    store: str | os.PathLike[str] | None,
-    data_dir: str | os.PathLike[str] | None,
-) -> Source:
-    from edgesmith.zoo.evaluate import data_for, open_model
-
-    with _tfmot_scopes():
-        stored = open_model(model, store=store)
-    card = stored.card
-    source = Source(
-        model=stored.model,
-        name=card.name,
-        family=card.family,
-        path=stored.path,
-        card=card,
-        steps=_lineage(card),
-    )
-    data = data_for(stored, data_dir=data_dir)
-    dtype = np.int32 if card.layout == "tokens" else np.float32
-    source.x_calibration = data.x_train.astype(dtype)
-    source.calibration_source = f"{card.dataset} train split ({data.source})"
-    source.x_eval, source.y_eval = data.x_test.astype(dtype), data.y_test
-    source.eval_source = f"{card.dataset} test split ({data.source})"
-    source.class_names = tuple(data.class_names)
-    return source
-
-
-def _load_keras_file(path: Path) -> Source:
-    from edgesmith.zoo.store import load_keras_model
-
-    if not path.exists():
-        raise ModelFileError(
-            f"{path}: not found",
-            expected="a zoo model name, a model folder, or a Keras .keras/.h5 file or SavedModel",
-            fix="see `edgesmith zoo list` for zoo names",
-        )
-    with _tfmot_scopes():
-        model = load_keras_model(path)
-    family = detect_family(model)
-    return Source(
-        model=model,
-        name=path.stem if path.is_file() else path.name,
-        family=family,
-        path=path,
-        notes=[f"bare Keras model: family {family!r} detected from its layers"],
-    )
-
-
-def detect_family(model: Any) -> str:
-    """``lstm``, ``transformer`` or ``cnn`` from the layers a model contains."""
-    names = {type(layer).__name__ for layer in _all_layers(model)}
-    inner = {
-        type(getattr(layer, "layer", None)).__name__
-        for layer in _all_layers(model)
-        if hasattr(layer, "layer")
-    }
-    names |= inner
-    if names & RECURRENT_LAYERS:
-        return "lstm"
-    if names & {"AttentionCore", "MultiHeadAttention"}:
-        return "transformer"
-    return "cnn"
-
-
-def _all_layers(model: Any) -> list[Any]:
-    layers = []
-    for layer in getattr(model, "layers", []):
-        layers.append(layer)
-        if hasattr(layer, "layers"):
-            layers.extend(_all_layers(layer))
-    return layers
 
 
 def _lineage(card: ModelCard) -> list[dict[str, Any]]:
@@ -196,7 +162,7 @@ class _tfmot_scopes:
 
 
 def _strip_pruning(model: Any, notes: list[str]) -> Any:
-    if not any(type(layer).__name__ == "PruneLowMagnitude" for layer in _all_layers(model)):
+    if not any(type(layer).__name__ == "PruneLowMagnitude" for layer in all_layers(model)):
         return model
     from edgesmith.zoo.tfkeras import tfmot
 

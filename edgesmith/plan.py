@@ -76,6 +76,77 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """A model of the user's in a plan: its file and data, and what may run from it.
+
+    Example:
+        >>> ModelSource.parse("kws", {"file": "kws.keras", "data": "kws.npz"}).data
+        'kws.npz'
+    """
+
+    file: str | None = None  # None: the plan entry's name is a zoo model
+    data: str | None = None  # given with file: (zoo models bring their own set)
+    image_scale: float | None = None
+    trust: bool = False
+    custom_objects: str | None = None
+
+    @classmethod
+    def parse(cls, name: str, entry: Any) -> ModelSource:
+        where = f"models.{name}"
+        if entry is None:
+            return cls()
+        _check(
+            entry, (dict,), where, "a mapping with file: and data: (or nothing, for a zoo model)"
+        )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(entry) - known
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown keys {sorted(unknown)}", expected=f"some of {sorted(known)}"
+            )
+        for key in ("file", "data", "custom_objects"):
+            _check(entry.get(key), (str, type(None)), f"{where}.{key}", "a path")
+        scale = entry.get("image_scale")
+        if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
+            raise ConfigError(f"{where}.image_scale: {scale!r}", expected="a number such as 0.0039")
+        _check(entry.get("trust", False), (bool,), f"{where}.trust", "true or false")
+        if entry.get("data") and not entry.get("file"):
+            raise ConfigError(
+                f"{where}: data with no file",
+                expected="file: PATH of your model next to data: (a zoo model is trained on "
+                "its own data set)",
+            )
+        if entry.get("file") and not entry.get("data"):
+            raise ConfigError(
+                f"{where}: a model file with no data",
+                expected="data: PATH (an .npz, a folder of class folders of images, or a zoo "
+                "data set name) to train, calibrate and evaluate it on",
+            )
+        return cls(**{k: v for k, v in entry.items() if k in known})
+
+    def resolved(self, folder: Path) -> ModelSource:
+        """Relative paths taken from ``folder`` (the plan file's), zoo set names kept."""
+
+        def resolve(value: str | None) -> str | None:
+            if value is None or Path(value).is_absolute():
+                return value
+            candidate = folder / value
+            return str(candidate) if candidate.exists() or not _looks_like_name(value) else value
+
+        return dataclasses.replace(
+            self,
+            file=resolve(self.file),
+            data=resolve(self.data),
+            custom_objects=resolve(self.custom_objects),
+        )
+
+
+def _looks_like_name(value: str) -> bool:
+    """A zoo data set name such as ``mnist`` rather than a path."""
+    return "/" not in value and "." not in value
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything one ``edgesmith run`` does."""
 
@@ -93,14 +164,20 @@ class Plan:
     # Per-model recipe text under one recipe name: fine-tuning budgets differ between models
     # (a 24k-weight DS-CNN needs longer to recover from 80% sparsity than a 470k-weight CNN).
     recipe_models: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Models of the user's (a file and its data), and zoo models given other data, by name.
+    model_sources: dict[str, ModelSource] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from edgesmith.zoo.registry import get_spec
 
         if not self.models:
             raise ConfigError("plan has no models", expected="at least one zoo model name")
+        unknown = set(self.model_sources) - set(self.models)
+        if unknown:
+            raise ConfigError(f"sources given for models not in the plan: {sorted(unknown)}")
         for model in self.models:
-            get_spec(model)  # unknown names list the known ones
+            if self.source_of(model).file is None:
+                get_spec(model)  # unknown names list the known ones
         if BASELINE_RECIPE not in self.recipes:
             # The float model is the baseline row of every table: always part of the run.
             object.__setattr__(self, "recipes", {BASELINE_RECIPE: "", **self.recipes})
@@ -113,14 +190,18 @@ class Plan:
         if unknown:
             raise ConfigError(f"per-model recipes given for unknown recipes {sorted(unknown)}")
         for overrides in self.recipe_models.values():
-            for model in overrides:
-                get_spec(model)
+            for model in set(overrides) - set(self.models):
+                get_spec(model)  # a zoo model not in this plan is harmless; a typo is not
+
+    def source_of(self, model: str) -> ModelSource:
+        """Where ``model`` comes from: a file of the user's, or the zoo (``file`` None)."""
+        return self.model_sources.get(model) or ModelSource()
 
     def recipe_for(self, recipe_name: str, model: str) -> str:
         """The recipe text ``model`` gets under ``recipe_name`` (its own when the plan gives one).
 
         Example:
-            >>> plan = Plan.from_dict({"models": ["cnn-digits"], "recipes": {"p": {
+            >>> plan = Plan.from_dict({"models": ["cnn-digits", "lstm-digits"], "recipes": {"p": {
             ...     "recipe": "prune:sparsity=0.8",
             ...     "models": {"lstm-digits": "prune:sparsity=0.8,epochs=20"}}}})
             >>> plan.recipe_for("p", "cnn-digits"), plan.recipe_for("p", "lstm-digits")
@@ -143,7 +224,19 @@ class Plan:
         values = dict(data)
         if "models" not in values:
             raise ConfigError("plan has no models", expected="models: a list of zoo model names")
-        values["models"] = _names(values["models"], "models")
+        models = values["models"]
+        if isinstance(models, dict):  # {name: {file: ..., data: ...}} or {zoo-name: null}
+            sources = {str(n): ModelSource.parse(str(n), e) for n, e in models.items()}
+            values["models"] = tuple(str(n) for n in models)
+            values["model_sources"] = {n: s for n, s in sources.items() if s != ModelSource()}
+        else:
+            values["models"] = _names(models, "models")
+        sources = values.get("model_sources") or {}
+        _check(sources, (dict,), "model_sources", "a mapping of model names")
+        values["model_sources"] = {
+            str(n): s if isinstance(s, ModelSource) else ModelSource.parse(str(n), s)
+            for n, s in sources.items()
+        }
         for key in ("recipe_targets", "recipe_models"):
             _check(values.get(key), (dict, type(None)), key, "a mapping of recipe names")
         if "recipes" in values:
@@ -206,6 +299,10 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["models"] = list(self.models)
+        data["model_sources"] = {
+            name: {k: v for k, v in dataclasses.asdict(source).items() if v not in (None, False)}
+            for name, source in self.model_sources.items()
+        }
         data["targets"] = [str(t) for t in self.targets]
         data["backends"] = list(self.backends)
         data["recipe_targets"] = {
@@ -270,8 +367,11 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
             f"{path}: the plan is a {type(data).__name__}", expected="a mapping of plan keys"
         )
     try:
-        return Plan.from_dict(data)
+        plan = Plan.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    folder = path.parent
+    sources = {n: s.resolved(folder) for n, s in plan.model_sources.items()}
+    return dataclasses.replace(plan, model_sources=sources)

@@ -109,6 +109,8 @@ class PlanRunner:
         return self.cache.build(stage, key, produce)
 
     def train(self, name: str) -> _Model:
+        if self.plan.source_of(name).file is not None:
+            return self.import_model(name)
         from edgesmith.zoo.train import train_zoo_model
 
         if not self.store.has(name):
@@ -120,6 +122,39 @@ class PlanRunner:
         # Retraining a zoo model changes its card, so everything downstream is rebuilt.
         key = StageCache.key("train", card.to_dict())
         return _Model(name, BASELINE_RECIPE, self.store.path(name), key)
+
+    def import_model(self, name: str) -> _Model:
+        """A model of the user's as a model folder, keyed by the content of its files."""
+        from edgesmith.zoo.user_model import content_hash, import_model
+
+        source = self.plan.source_of(name)
+        assert source.file is not None and source.data is not None
+        config = {
+            "name": name,
+            "file": content_hash(source.file),
+            "data": content_hash(source.data) if Path(source.data).exists() else source.data,
+            "image_scale": source.image_scale,
+            "custom_objects": content_hash(source.custom_objects)
+            if source.custom_objects
+            else None,
+        }
+        key = StageCache.key("import", config)
+        folder = self._build(
+            "import",
+            key,
+            f"{name} ({source.file})",
+            lambda tmp: import_model(
+                source.file,
+                out=tmp / "model",
+                name=name,
+                data=source.data,
+                data_dir=self.plan.data_dir,
+                trust=source.trust,
+                custom_objects=source.custom_objects,
+                image_scale=source.image_scale,
+            ),
+        )
+        return _Model(name, BASELINE_RECIPE, folder / "model", key)
 
     def compress(self, parent: _Model, recipe_name: str, recipe: str) -> _Model:
         if recipe_name == BASELINE_RECIPE or not recipe.strip():

@@ -71,6 +71,15 @@ def quant_label(info: ModelInfo) -> str | None:
     return "float16" if info.float16_weights else None
 
 
+def _metric(info: ModelInfo) -> str:
+    """What the file's accuracy counts: one output column is a probability, else top-1."""
+    from edgesmith.core.metrics import metric_name
+
+    shape = info.outputs[0].shape_signature if info.outputs else ()
+    single = bool(shape) and shape[-1] == 1
+    return metric_name("sigmoid" if single else "softmax")
+
+
 def _check_counts(runs: int, warmup: int, min_time: float, threads: int | None = None) -> None:
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}", expected="1 or more")
@@ -176,6 +185,7 @@ def benchmark(
         file=str(path),
         size_bytes=info.size_bytes,
         accuracy=accuracy,
+        metric=_metric(info) if accuracy is not None else None,
         samples=samples,
         latency_ms={k: round(v, 6) for k, v in latency.items()},
         throughput_per_s=round(runner.batch_size * 1000.0 / stats["mean"], 3)

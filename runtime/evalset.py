@@ -266,16 +266,8 @@ def eval_feeds(runner: Runner, arrays: Sequence[np.ndarray | None]) -> list[np.n
 
 
 def score(y: np.ndarray, outputs: np.ndarray) -> float:
-    """Top-1 accuracy; a single output column is read as a probability (> 0.5 is class 1)."""
+    """Top-1 accuracy; a single output column is read as a probability (>= 0.5 is class 1)."""
     from edgesmith.core.metrics import accuracy
 
-    outputs = (
-        outputs.reshape(len(y), *outputs.shape[1:])
-        if outputs.ndim > 1
-        else outputs.reshape(len(y), 1)
-    )
-    if outputs.shape[-1] == 1:
-        return float(
-            np.mean((outputs.reshape(len(y), -1)[:, 0] > 0.5).astype(np.int64) == y.reshape(-1))
-        )
+    outputs = outputs.reshape(len(y), -1) if outputs.ndim != 2 else outputs
     return accuracy(y, outputs)

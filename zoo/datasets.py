@@ -121,7 +121,8 @@ def load_dataset(
     """Load data set ``name`` with a deterministic train / val / test split.
 
     Args:
-        name: ``digits``, ``mnist``, ``fsdd`` or ``sms-spam``.
+        name: ``digits``, ``mnist``, ``fsdd`` or ``sms-spam``; or the path of a user's
+            .npz file or image folder.
         data_dir: the folder holding ``mnist/``, ``fsdd/``, ``sms-spam/`` (or the data
             set's own folder). Defaults to ``$EDGESMITH_DATA``; with neither, the public
             copy is downloaded into the cache.
@@ -129,10 +130,19 @@ def load_dataset(
             reuse instead of fitting statistics on the training split.
         options: data-set specific settings (for FSDD the feature settings, for SMS the
             vocabulary size and sequence length); ignored when ``preprocessing`` is given.
+
+    A ``name`` that is not a zoo set but a user's .npz file or image folder (or a stored
+    ``preprocessing`` whose ``source`` is ``npz``/``images``) is read by
+    :func:`edgesmith.zoo.userdata.load_user_data`; ``options`` may then give
+    ``input_shape``, ``input_dtype``, ``image_scale`` and ``seed``, and a relative path is
+    also looked for under ``data_dir``.
     """
     loaders = {"digits": _load_digits, "mnist": _load_mnist, "fsdd": _load_fsdd}
     loaders["sms-spam"] = _load_sms
     if name not in loaders:
+        user = _user_data(name, data_dir, preprocessing, options)
+        if user is not None:
+            return user
         raise UnknownNameError(
             f"data set {name!r}", expected=f"one of {', '.join(sorted(loaders))}"
         )
@@ -142,6 +152,39 @@ def load_dataset(
             expected="the preprocessing saved with a model trained on this data set",
         )
     return loaders[name](data_dir, preprocessing, dict(options or {}))
+
+
+USER_DATA_OPTIONS = ("input_shape", "input_dtype", "image_scale", "seed")
+
+
+def _user_data(
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    preprocessing: dict[str, Any] | None,
+    options: dict[str, Any] | None,
+) -> DatasetSplits | None:
+    """``name`` read as a user's data when it is one (else None: an unknown zoo name)."""
+    from edgesmith.zoo.userdata import SOURCES, is_user_data, load_user_data
+
+    name = os.fspath(name)
+    path: str | Path = name
+    if not is_user_data(path) and data_dir is not None and not Path(name).is_absolute():
+        path = Path(data_dir).expanduser() / name
+    stored = preprocessing is not None and preprocessing.get("source") in SOURCES
+    # A name that looks like a path is read as one, so a missing file says "not found".
+    looks_like_path = Path(name).suffix.lower() == ".npz" or os.sep in name or "/" in name
+    if not (stored or looks_like_path or is_user_data(path)):
+        return None
+    settings = dict(options or {})
+    unknown = set(settings) - set(USER_DATA_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"options {sorted(unknown)} for the data in {name}",
+            expected=f"some of {', '.join(USER_DATA_OPTIONS)}",
+        )
+    if "input_shape" not in settings and preprocessing is not None:
+        settings["input_shape"] = preprocessing.get("input_shape")
+    return load_user_data(path, preprocessing=preprocessing, **settings)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:

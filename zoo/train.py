@@ -156,11 +156,9 @@ def train_loop(
         optimizer = k.optimizers.AdamW(schedule, weight_decay=weight_decay, clipnorm=clipnorm)
     else:
         optimizer = k.optimizers.Adam(schedule, clipnorm=clipnorm)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss or k.losses.SparseCategoricalCrossentropy(),
-        metrics=list(metrics),
-    )
+    if loss is None:
+        loss, metrics = _default_objective(k, model, metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
     train = t.data.Dataset.from_tensor_slices((x_train, y_train))
     train = train.shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
     if augment == "shift":
@@ -188,10 +186,119 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 
 def evaluate_model(model: Any, data: DatasetSplits, split: str = "test") -> dict[str, Any]:
-    """Accuracy (and spam F1 for two-class tasks) of ``model`` on one split of ``data``."""
+    """Accuracy (and spam F1 for two-class tasks) of ``model`` on one split of ``data``.
+
+    The class of a sample follows the model's output (:func:`output_kind`): the arg-max of
+    class scores, a sigmoid probability ``>= 0.5`` or a single logit ``>= 0``.
+    """
     x, y = data.split(split)
-    metrics = classification_metrics(y, predict(model, x), data.class_names)
+    logits = output_kind(model) == "logits"
+    metrics = classification_metrics(y, predict(model, x), data.class_names, logits=logits)
     return {**metrics, "samples": len(y), "split": split}
+
+
+# Layers that pass their input through unchanged at inference: looked through when
+# finding what a model's output is.
+_PASS_THROUGH = {"Dropout", "Flatten", "Reshape", "InputLayer", "SpatialDropout1D", "GaussianNoise"}
+
+
+def output_kind(model: Any) -> str:
+    """``softmax``, ``sigmoid`` (one sigmoid unit) or ``logits`` (anything else) for a model.
+
+    Reads the layer that produces the model's (first) output, through tfmot wrappers
+    (``layer.layer``), nested models and pass-through layers such as Dropout. With one
+    output unit, ``logits`` is a binary logit.
+
+    Example:
+        >>> from edgesmith.zoo.tfkeras import keras
+        >>> k = keras()
+        >>> output_kind(k.Sequential([k.Input((4,)), k.layers.Dense(1, activation="sigmoid")]))
+        'sigmoid'
+    """
+    layer = _output_layer(model)
+    for _ in range(100):  # a chain of wrappers and pass-through layers ends; be safe anyway
+        if layer is None:
+            return "logits"
+        while hasattr(layer, "layer") and not isinstance(layer.layer, str):
+            layer = layer.layer  # tfmot's prune / cluster / quantize wrappers
+        name = type(layer).__name__
+        if hasattr(layer, "layers") and hasattr(layer, "outputs"):  # a nested model
+            layer = _output_layer(layer)
+            continue
+        if name == "Softmax":
+            return "softmax"
+        activation = _activation_name(getattr(layer, "activation", None))
+        if activation == "softmax":
+            return "softmax"
+        if activation == "sigmoid":
+            return "sigmoid" if _units(model) == 1 else "logits"
+        if name in _PASS_THROUGH or (name == "Activation" and activation == "linear"):
+            layer = _input_layer(layer)
+            continue
+        return "logits"
+    return "logits"
+
+
+def _activation_name(activation: Any) -> str | None:
+    """The name of a Keras activation, looking through tfmot's quantize-aware wrapper."""
+    for _ in range(10):
+        if activation is None or not hasattr(activation, "activation"):
+            break
+        activation = activation.activation  # QuantizeAwareActivation keeps the original
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", type(activation).__name__).lower()
+
+
+def _output_layer(model: Any) -> Any:
+    outputs = getattr(model, "outputs", None) or []
+    history = getattr(outputs[0], "_keras_history", None) if outputs else None
+    if history is not None:
+        return _history_layer(history)
+    return model.layers[-1] if getattr(model, "layers", None) else None
+
+
+def _input_layer(layer: Any) -> Any:
+    """The layer feeding ``layer`` (its first input), or None for a model input."""
+    try:
+        history = getattr(layer.input, "_keras_history", None)
+    except (AttributeError, ValueError):  # a layer with several or no inbound nodes
+        return None
+    source = None if history is None else _history_layer(history)
+    return None if source is layer else source
+
+
+def _history_layer(history: Any) -> Any:
+    """The layer of a tensor's Keras history (``operation`` in Keras 3, ``layer`` in Keras 2)."""
+    return getattr(history, "layer", None) or getattr(history, "operation", None)
+
+
+def _units(model: Any) -> int | None:
+    shape = model.output_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    return shape[-1] if shape else None
+
+
+def _default_objective(k: Any, model: Any, metrics: Sequence[Any]) -> tuple[Any, Sequence[Any]]:
+    """The loss that fits ``model``'s output, and ``metrics`` with "accuracy" made explicit.
+
+    Softmax keeps exactly what the zoo always compiled with (a sparse cross-entropy and
+    Keras' "accuracy"). One sigmoid unit or one logit trains with a binary cross-entropy;
+    Keras would read "accuracy" on a logit with a 0.5 threshold, so the binary accuracy is
+    given with the right threshold (and keeps the name "accuracy" that keep-best reads).
+    """
+    kind = output_kind(model)
+    if kind == "softmax":
+        return k.losses.SparseCategoricalCrossentropy(), metrics
+    if kind == "logits" and _units(model) != 1:
+        return k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics
+    from_logits = kind == "logits"
+    threshold = 0.0 if from_logits else 0.5
+    binary = [
+        k.metrics.BinaryAccuracy(name="accuracy", threshold=threshold) if m == "accuracy" else m
+        for m in metrics
+    ]
+    return k.losses.BinaryCrossentropy(from_logits=from_logits), binary
 
 
 def train_zoo_model(

@@ -38,8 +38,45 @@ def data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="folder holding mnist/, fsdd/, sms-spam/ (default: $EDGESMITH_DATA; "
-        "with neither, the public copy is downloaded into the cache)",
+        help="where the zoo's data sets live: the folder holding mnist/, fsdd/, sms-spam/ "
+        "(default: $EDGESMITH_DATA; with neither, the public copy is downloaded)",
+    )
+
+
+DATA_HELP = (
+    "your data: an .npz (x_train, y_train, optional x_val/y_val, x_test/y_test; or x, y "
+    "split by --seed), a folder of class folders of images (png, jpg; resized to the "
+    "model's input, values 0-255), or a zoo data set name (found under --data-dir). "
+    "Default: a zoo model's own set"
+)
+
+
+def data_options(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--data``, ``--image-scale`` and ``--data-dir``: one idea, where the data comes from."""
+    parser.add_argument("--data", metavar="PATH", help=DATA_HELP + (f"; {what}" if what else ""))
+    parser.add_argument(
+        "--image-scale",
+        type=float,
+        metavar="S",
+        help="multiply image pixels (0-255) by S for a model that expects another range, "
+        "e.g. 0.00392157 (1/255) for 0-1; Keras models usually carry their own Rescaling",
+    )
+    data_dir_option(parser)
+
+
+def trust_options(parser: argparse.ArgumentParser) -> None:
+    """``--trust-model`` and ``--custom-objects``: when code from a model file may run."""
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="let the model file run its own code (Lambda layers, unknown custom objects); "
+        "off by default: such files are refused, naming the layer",
+    )
+    parser.add_argument(
+        "--custom-objects",
+        metavar="FILE.py",
+        help="your own Python file defining the model's custom layers (imported, so only "
+        "give code you trust); its Layer classes, or its CUSTOM_OBJECTS dict, are used",
     )
 
 

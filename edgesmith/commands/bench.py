@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from edgesmith.commands import command
+from edgesmith.core.errors import ConfigError
 from edgesmith.core.tables import DEFAULT_RUNS, DEFAULT_WARMUP
 
 JSON_HELP = (
@@ -58,6 +61,19 @@ def register(commands: Any) -> None:
         help="backend to run, repeatable or comma-separated (default: auto)",
     )
     sub.add_argument("--eval", metavar="FILE.npz", help="labelled eval set (x, y) for accuracy")
+    sub.add_argument(
+        "--data",
+        metavar="PATH",
+        help="your data set for accuracy, instead of --eval: an .npz (x_test/y_test, or x/y "
+        "split by --seed as compress and convert split it) or a folder of class folders of "
+        "images (resized to the file's input; its test split is used)",
+    )
+    sub.add_argument(
+        "--image-scale",
+        type=float,
+        metavar="S",
+        help="--data images: multiply pixels (0-255) by S, as given to convert",
+    )
     sub.add_argument(
         "--runs",
         type=int,
@@ -190,12 +206,7 @@ def _size(size: int | None) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from edgesmith.console import err, out
     from edgesmith.core.formatting import format_shape
-    from edgesmith.runtime.backend_plan import BackendPlan
-    from edgesmith.runtime.bench import bench_file
     from edgesmith.runtime.modelfile import inspect_model
 
     info = inspect_model(args.file)
@@ -215,10 +226,58 @@ def _bench(args: argparse.Namespace) -> int:
     if args.providers:
         options["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
     shown = ", ".join(f"{t.name} {format_shape(t.shape_signature)} {t.dtype}" for t in info.inputs)
+    with tempfile.TemporaryDirectory(prefix="edgesmith-bench-") as scratch:
+        if args.data:
+            if args.eval:
+                raise ConfigError("--data and --eval", expected="one of them")
+            args.eval = _eval_from_data(args, info, Path(scratch))
+        return _bench_file(args, info, shown, options)
+
+
+def _eval_from_data(args: argparse.Namespace, info: Any, scratch: Path) -> str:
+    """The test split of ``--data``, shaped for the file's input, as an eval-set file."""
+    import numpy as np
+
+    from edgesmith.console import err
+    from edgesmith.zoo.userdata import is_user_data, load_user_data
+
+    if not is_user_data(args.data):
+        raise ConfigError(
+            f"--data {args.data}: not an .npz file nor a folder",
+            expected="your data set as an .npz or a folder of class folders of images",
+            fix="for a zoo data set write its eval set first: edgesmith zoo export-eval NAME "
+            "--out test.npz, then pass --eval test.npz",
+        )
+    spec = info.inputs[0]
+    shape = [None if d is None or d < 0 else int(d) for d in spec.shape_signature[1:]]
+    dtype = "int32" if str(spec.dtype) in ("int32", "int64") else "float32"
+    data = load_user_data(
+        args.data,
+        input_shape=shape,
+        input_dtype=dtype,
+        image_scale=args.image_scale,
+        seed=args.seed,
+    )
+    for skipped in data.skipped:
+        err.print(f"[yellow]skipped[/] {skipped}", highlight=False, soft_wrap=True)
+    if data.skipped:
+        err.print(f"{len(data.skipped)} unreadable file(s) skipped in {args.data}", highlight=False)
+    file = scratch / "eval.npz"
+    np.savez(file, x=data.x_test, y=data.y_test, class_names=np.asarray(data.class_names))
+    return str(file)
+
+
+def _bench_file(args: argparse.Namespace, info: Any, shown: str, options: dict[str, Any]) -> int:
+    from rich.table import Table
+
+    from edgesmith.console import err, out
+    from edgesmith.runtime.backend_plan import BackendPlan
+    from edgesmith.runtime.bench import bench_file
+
     err.print(
         f"{info.path}: {info.format}, {_size(info.size_bytes)}, {info.ops} ops; "
         f"input{'s' if len(info.inputs) != 1 else ''} {shown}; "
-        + (f"eval set {args.eval}" if args.eval else "random inputs"),
+        + (f"eval set {args.data or args.eval}" if args.eval else "random inputs"),
         highlight=False,
         soft_wrap=True,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgesmith.commands import data_dir_option, examples, pct, store_option
+from edgesmith.commands import data_options, examples, pct, store_option, trust_options
 
 RECIPE_HELP = """\
 recipe syntax:
@@ -29,7 +29,8 @@ def register(commands: Any) -> None:
     sub = commands.add_parser(
         "compress",
         help="prune, quantization-aware train, distill or cluster a model",
-        description="Compress a zoo model (or a model folder) with a recipe of steps and "
+        description="Compress a zoo model, a model folder, or a model of your own (Keras 3 or "
+        "tf-keras .keras/.h5, with --data) with a recipe of steps and "
         "write the result with the zoo store's layout (model.keras, card.json, "
         "preprocessing.json) plus recipe.json. card.json holds the test accuracy, the "
         "measured sparsity, parameters, distinct weight values, each step's record and "
@@ -39,6 +40,8 @@ def register(commands: Any) -> None:
         + examples(
             "edgesmith compress cnn-digits --recipe prune:sparsity=0.8,schedule=poly "
             "--out out/cnn-pruned",
+            "edgesmith compress my.keras --data my.npz --recipe prune:sparsity=0.5+qat "
+            "--out out/my-qat",
             "edgesmith compress lstm-kws --data-dir ../shared/data "
             "--recipe prune:sparsity=0.5+qat:epochs=2 --out out/lstm-qat",
             "edgesmith compress transformer-kws --data-dir ../shared/data "
@@ -47,14 +50,17 @@ def register(commands: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub.add_argument("model", metavar="MODEL", help="zoo model name, model folder or model file")
+    sub.add_argument(
+        "model", metavar="MODEL", help="zoo name, model folder, or your .keras/.h5/SavedModel"
+    )
     sub.add_argument(
         "--recipe",
         required=True,
         metavar="RECIPE",
         help="one-line recipe (see below) or a .json/.yaml recipe file",
     )
-    data_dir_option(sub)
+    data_options(sub, "what the steps train on and the test accuracy is measured on")
+    trust_options(sub)
     sub.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced)")
     store_option(sub)
     sub.add_argument("--logdir", metavar="DIR", help="also write TensorBoard logs under DIR")
@@ -79,6 +85,10 @@ def _compress(args: argparse.Namespace) -> int:
             logdir=args.logdir,
             seed=args.seed,
             progress=progress,
+            data=args.data,
+            trust=args.trust_model,
+            custom_objects=args.custom_objects,
+            image_scale=args.image_scale,
         )
     err.print(f"compressed model written to {args.out}")
     rows = [

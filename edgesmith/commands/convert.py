@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgesmith.commands import command, data_dir_option, emit_json, pct, store_option
+from edgesmith.commands import (
+    command,
+    data_options,
+    emit_json,
+    pct,
+    store_option,
+    trust_options,
+)
 from edgesmith.core.tables import FORMATS, QUANT_MODES
 
 
@@ -15,8 +22,10 @@ def register(commands: Any) -> None:
         "convert",
         _convert,
         "convert a model to .tflite or .onnx, checked against its Keras reference",
-        "Convert a zoo model, a model folder (zoo or `edgesmith compress` output) or a Keras "
-        "model file to TFLite (LiteRT) or ONNX. Every conversion runs the converted file on "
+        "Convert a zoo model, a model folder (zoo or `edgesmith compress` output) or a model "
+        "file of your own (Keras 3 or tf-keras .keras/.h5, SavedModel) to TFLite (LiteRT) or "
+        "ONNX. --data gives your data: its training split calibrates int8, its test split "
+        "measures parity and accuracy. Every conversion runs the converted file on "
         "real test samples next to the Keras model and fails (exit 3, nothing written) "
         "past the mode's tolerance. A JSON record (sizes, parity, accuracy, lineage, "
         "versions) is written beside the file. LSTMs are exported with a fixed batch-1 "
@@ -25,10 +34,14 @@ def register(commands: Any) -> None:
         "edgesmith convert lstm-kws --format tflite --quant int8 --data-dir ../shared/data "
         "--out lstm-kws-int8.tflite",
         "edgesmith convert transformer-digits --format onnx --quant int8 --out t.onnx --json t.json",
+        "edgesmith convert my.keras --data my.npz --format tflite --quant int8 --out my.tflite",
+        "edgesmith convert my.keras --data photos/ --format onnx --quant int8 --out my.onnx",
         "edgesmith convert model.keras --format tflite --quant int8 --calibration train.npz "
         "--eval test.npz --out model.tflite",
     )
-    sub.add_argument("model", metavar="MODEL", help="zoo name, model folder or Keras model file")
+    sub.add_argument(
+        "model", metavar="MODEL", help="zoo name, model folder, or your .keras/.h5/SavedModel"
+    )
     sub.add_argument("--format", required=True, choices=FORMATS)
     sub.add_argument(
         "--quant",
@@ -39,18 +52,19 @@ def register(commands: Any) -> None:
     )
     sub.add_argument("--out", required=True, metavar="FILE", help="the .tflite/.onnx to write")
     sub.add_argument("--json", metavar="OUT", help="where to write the record (default FILE.json)")
-    data_dir_option(sub)
+    data_options(sub, "calibrates int8 and measures accuracy and parity")
+    trust_options(sub)
     store_option(sub)
     sub.add_argument(
         "--calibration",
         metavar="FILE.npz",
-        help="calibration inputs (array x) for a bare Keras file; zoo models use their "
-        "training split",
+        help="calibration inputs (array x), replacing the training split of --data or of a "
+        "zoo model",
     )
     sub.add_argument(
         "--eval",
         metavar="FILE.npz",
-        help="evaluation inputs and labels (x, y) for a bare Keras file, as written by "
+        help="evaluation inputs and labels (x, y), replacing the test split, as written by "
         "`edgesmith zoo export-eval`",
     )
     sub.add_argument(
@@ -149,6 +163,10 @@ def _convert(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         eval_file=args.eval,
         json_out=args.json,
+        data=args.data,
+        trust=args.trust_model,
+        custom_objects=args.custom_objects,
+        image_scale=args.image_scale,
     )
     record = result.record
     parity = record.parity or {}

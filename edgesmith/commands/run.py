@@ -19,6 +19,10 @@ def register(commands: Any) -> None:
         "when any variant failed (each failure is in the report).",
         epilog="plan file (YAML or JSON):\n"
         "  models: [cnn-digits, lstm-digits]\n"
+        "  # or zoo names next to models of your own (paths relative to the plan file;\n"
+        "  # each stage is cached by the content of the model and data files):\n"
+        "  # models: {cnn-digits: null, my-kws: {file: models/kws.keras, data: data/kws.npz}}\n"
+        "  #   per model also: image_scale, trust (run the file's own code), custom_objects\n"
         "  recipes:\n"
         "    prune80: 'prune:sparsity=0.8'\n"
         "    qat: {recipe: 'qat:epochs=2', targets: ['tflite:int8']}   # only these targets\n"

@@ -47,6 +47,9 @@ class ModelCard:
     command: str = ""
     builder: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    # A user's own model: the file it came from (path, sha256, format, Keras version),
+    # its output kind and, for Keras 3, the rebuild check. Empty for a zoo model.
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def qat(self) -> bool:
@@ -158,6 +161,8 @@ class ResultRecord:
     nonzero_params: int | None = None
     sparsity: float | None = None
     accuracy: float | None = None
+    # What ``accuracy`` counts: "top-1 accuracy", or a binary threshold of one score.
+    metric: str | None = None
     samples: int | None = None
     parity: dict[str, Any] | None = None
     latency_ms: dict[str, float] | None = None
