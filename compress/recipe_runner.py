@@ -11,6 +11,11 @@ The output folder has the model store's layout, so ``edgesmith zoo eval DIR`` an
   says which (``model_format``);
 * ``preprocessing.json``: the parent's, unchanged;
 * ``recipe.json``: every parameter of every step;
+* ``keras3_model.keras``: when the model compressed was a Keras 3 model, the result as a
+  Keras 3 model (``zoo.keras3.to_keras3``, checked numerically and on reload), for
+  pruned, clustered or distilled results; a QAT result stays tf-keras (tfmot's quantize
+  wrappers have no Keras 3 form) and the card's ``keras3_note`` says so, as it says why
+  a result with a layer that has no Keras 3 form has no such file;
 * ``card.json``: a :class:`~edgesmith.core.records.CompressionCard`, a superset of the
   zoo's card (``accuracy`` on the test split, ``params``) with ``sparsity``,
   ``nonzero_params``, ``unique_weights_max``, ``qat`` (the flag every loader reads to
@@ -40,11 +45,16 @@ from typing import Any
 from edgesmith.compress.recipe import Recipe, load_recipe
 from edgesmith.core.errors import ConfigError, ModelFileError
 from edgesmith.core.progress import Progress, ProgressEvent, as_progress
-from edgesmith.core.records import CompressionCard, command_line, library_versions
+from edgesmith.core.records import CompressionCard, ModelCard, command_line, library_versions
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.store import StoredModel
 
 RECIPE_FILE = "recipe.json"
+KERAS3_FILE = "keras3_model.keras"
+KERAS3_QAT_NOTE = (
+    "a QAT model stays a tf-keras model (tfmot's quantize wrappers have no Keras 3 form); "
+    "convert it with edgesmith convert"
+)
 TASK = "compress"  # the task name of the runner's own progress messages
 
 
@@ -102,6 +112,8 @@ def compress_model(
         image_scale=image_scale,
         seed=seed,
     )
+    for note in data.notes:  # skipped files, data changed since preprocessing
+        as_progress(progress)(ProgressEvent(TASK, f"data: {note}"))
     if stored.card.qat:
         raise ConfigError(
             f"{model}: the model is already quantization-aware (its card says qat: true)",
@@ -112,7 +124,9 @@ def compress_model(
     result = run_recipe(stored, data, recipe, seed=seed, logdir=logdir, progress=progress)
     seconds = time.perf_counter() - started
     card = _card(stored, recipe, result, seconds, seed)
-    save_folder(result.model, card, result.data.preprocessing or stored.preprocessing, recipe, out)
+    keras3_model, card = keras3_twin(result.model, card)
+    preprocessing = result.data.preprocessing or stored.preprocessing
+    save_folder(result.model, card, preprocessing, recipe, out, keras3_model=keras3_model)
     return card
 
 
@@ -258,14 +272,60 @@ def run_recipe(
     )
 
 
+def from_keras3(card: ModelCard) -> bool:
+    """Whether the model ``card`` describes started as a Keras 3 model.
+
+    A user's model records it in its card's ``source``; a compress output's card has no
+    source of its own, so its ``parent`` chain (a compress of a compress) is followed.
+    """
+    node: Any = {"source": card.source, "parent": getattr(card, "parent", {})}
+    for _ in range(100):  # a parent chain ends; bounded in case a hand-edited card loops
+        if not isinstance(node, dict) or not node:
+            return False
+        source = node.get("source")
+        if isinstance(source, dict) and source.get("keras3"):
+            return True
+        node = node.get("parent")
+    return False
+
+
+def keras3_twin(model: Any, card: CompressionCard) -> tuple[Any | None, CompressionCard]:
+    """The Keras 3 form of a compressed ``model`` whose source was Keras 3, and its card.
+
+    Returns ``(keras3_model or None, card)`` with ``keras3_file`` set when there is a
+    Keras 3 model, else ``keras3_note`` saying why not (a QAT result; a layer with no
+    Keras 3 form). A model that never was Keras 3 gets neither. Never raises for a model
+    that cannot go back: the compressed tf-keras result stands on its own.
+    """
+    if not from_keras3(card):
+        return None, card
+    if card.qat:
+        return None, replace(card, keras3_file="", keras3_note=KERAS3_QAT_NOTE)
+    from edgesmith.zoo.keras3 import to_keras3
+
+    try:
+        keras3_model = to_keras3(model, like=None)
+    except Exception as exc:  # any layer the reverse walk cannot express: a note, not a failure
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        note = f"no Keras 3 model: {reason}"[:500]
+        return None, replace(card, keras3_file="", keras3_note=note)
+    return keras3_model, replace(card, keras3_file=KERAS3_FILE, keras3_note="")
+
+
 def save_folder(
     model: Any,
     card: CompressionCard,
     preprocessing: dict[str, Any],
     recipe: Recipe,
     out: str | os.PathLike[str],
+    *,
+    keras3_model: Any = None,
 ) -> Path:
-    """Write the output folder atomically (card.json last); a QAT model is checked on reload."""
+    """Write the output folder atomically (card.json last); a QAT model is checked on reload.
+
+    ``keras3_model`` (from :func:`keras3_twin`) is written as ``card.keras3_file`` in the
+    same temporary folder and checked on reload against ``model``.
+    """
     from edgesmith.core.fileio import atomic_path, write_json, write_text
     from edgesmith.zoo.store import CARD_FILE, MODEL_FILE, PREPROCESSING_FILE
 
@@ -279,6 +339,9 @@ def save_folder(
             _check_reload(model, tmp / MODEL_FILE, card)
         else:
             model.save(tmp / MODEL_FILE)
+        if keras3_model is not None and card.keras3_file:
+            keras3_model.save(tmp / card.keras3_file)
+            _check_keras3_reload(model, tmp / card.keras3_file, card)
         write_json(tmp / PREPROCESSING_FILE, preprocessing)
         write_text(tmp / RECIPE_FILE, recipe.to_json())
         write_json(tmp / CARD_FILE, card.to_dict())
@@ -291,15 +354,51 @@ def _check_reload(model: Any, path: Path, card: CompressionCard) -> None:
     from edgesmith.zoo.store import load_keras_model
 
     loaded = load_keras_model(path, qat=True)
-    shape = (4, *card.input_shape)
-    x = np.random.default_rng(0).random(shape).astype(np.float32)
-    if card.layout == "tokens":
-        x = np.floor(x * 10)
+    x = _reload_samples(card)
     if not np.allclose(model(x, training=False), loaded(x, training=False), atol=1e-4):
         raise ModelFileError(
             f"{path}: the saved QAT model does not reproduce the trained one",
             expected="identical outputs after a save/load round trip",
         )
+
+
+def _check_keras3_reload(model: Any, path: Path, card: CompressionCard) -> None:
+    """The written Keras 3 file loads (safe mode, the zoo's Keras 3 twins) and matches."""
+    import keras
+    import numpy as np
+
+    from edgesmith.zoo.keras3_back import keras3_custom_objects
+
+    try:
+        loaded = keras.saving.load_model(
+            path, custom_objects=keras3_custom_objects(), compile=False
+        )
+        x = _reload_samples(card)
+        diff = float(np.max(np.abs(np.asarray(model(x, training=False)) - np.asarray(loaded(x)))))
+    except Exception as exc:  # a bug in the Keras 3 twin, never the user's: one clear line
+        raise ModelFileError(
+            f"{path.name}: the Keras 3 model written does not load back ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())})"[:500],
+            expected="a Keras 3 file that keras.saving.load_model reads",
+            fix="report this model",
+        ) from exc
+    if not diff <= 1e-5:
+        raise ModelFileError(
+            f"{path.name}: the Keras 3 model written differs by {diff:.3g} after reloading",
+            expected="identical outputs after a save/load round trip (atol 1e-5)",
+            fix="report this model",
+        )
+
+
+def _reload_samples(card: CompressionCard) -> Any:
+    import numpy as np
+
+    # A length the model leaves open (-1 in the card) gets 8 steps.
+    shape = (4, *(d if d > 0 else 8 for d in card.input_shape))
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    if card.layout == "tokens":
+        x = np.floor(x * 10)
+    return x
 
 
 def _card(

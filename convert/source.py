@@ -121,6 +121,7 @@ def load_source(
         source.x_eval, source.y_eval = splits.x_test.astype(dtype), splits.y_test
         source.eval_source = f"{card.dataset} test split ({splits.source})"
         source.class_names = tuple(splits.class_names)
+        source.notes.extend(splits.notes)  # skipped files, data changed since preprocessing
     if calibration is not None:
         source.x_calibration = _read_npz(calibration, "x")["x"]
         source.calibration_source = str(calibration)

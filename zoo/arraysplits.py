@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -359,6 +358,5 @@ def note_changed(data: DatasetSplits, settings: dict[str, Any], digest: str) -> 
             f"{data.name}: the data differ from those the preprocessing was made from "
             f"(sha256 {digest[:12]}, stored {str(settings['sha256'])[:12]})"
         )
-        warnings.warn(message, stacklevel=3)
         data.notes.append(message)
     data.preprocessing["sha256"] = digest

@@ -459,11 +459,8 @@ def _load_fsdd(data_dir: Any, preprocessing: dict | None, options: dict) -> Data
         prep,
         f"{folder}: {len(audio)} of {len(files)} WAV files",
     )
-    if skipped:
-        import warnings
-
+    if skipped:  # counted and named; the commands show the notes
         message = f"skipped {len(skipped)} unreadable WAV file(s) in {folder}: {skipped[0]}"
-        warnings.warn(message, stacklevel=2)
         data.notes.append(message)
         data.skipped.extend(skipped)
     return data

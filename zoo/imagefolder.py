@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ def read_image_folder(root: Path, settings: dict[str, Any]) -> DatasetSplits:
     }
     scale = settings.get("image_scale")
     arrays, skipped, readable = {}, [], 0
+    unreadable: dict[Path, str] = {}
     for split, listing in files.items():
         images = np.zeros((len(listing), height, width, CHANNELS[mode]), np.float32)
         keep = np.zeros(len(listing), bool)
@@ -68,6 +68,7 @@ def read_image_folder(root: Path, settings: dict[str, Any]) -> DatasetSplits:
                 keep[row] = True
             except _ImageUnreadable as exc:
                 skipped.append(f"{file}: {exc}")
+                unreadable[file] = str(exc)
         readable += int(keep.sum())
         if scale is not None:
             images *= np.float32(scale)
@@ -81,6 +82,7 @@ def read_image_folder(root: Path, settings: dict[str, Any]) -> DatasetSplits:
             expected=FOLDER_EXPECTED,
             fix="replace the broken files",
         )
+    _check_every_class_readable(files, unreadable, names, layout)
     if len(settings["input_shape"]) == 2:  # a (height, width) model: no channel axis
         arrays = {s: (x[..., 0], y) for s, (x, y) in arrays.items()}
     settings = {
@@ -100,7 +102,6 @@ def read_image_folder(root: Path, settings: dict[str, Any]) -> DatasetSplits:
     )
     if skipped:
         message = f"skipped {len(skipped)} unreadable image(s) in {root}: {skipped[0]}"
-        warnings.warn(message, stacklevel=3)
         data.notes.append(message)
         data.skipped.extend(skipped)
     return data
@@ -116,6 +117,25 @@ def _pillow() -> Any:
             fix="install it with: pip install pillow",
         ) from None
     return Image
+
+
+def _check_every_class_readable(
+    files: dict[str, list[tuple[Path, int]]],
+    unreadable: dict[Path, str],
+    names: list[str],
+    layout: dict[str, Path],
+) -> None:
+    """A class whose every image is unreadable would silently vanish: name its folder."""
+    for split, listing in files.items():
+        for label, name in enumerate(names):
+            paths = [f for f, lab in listing if lab == label]
+            if paths and all(f in unreadable for f in paths):
+                raise DataError(
+                    f"{layout[split] / name}: none of its {len(paths)} image(s) can be read "
+                    f"(first: {paths[0]}: {unreadable[paths[0]]})",
+                    expected=FOLDER_EXPECTED,
+                    fix="replace the broken files or remove the class folder",
+                )
 
 
 class _ImageUnreadable(Exception):

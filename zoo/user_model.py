@@ -90,6 +90,7 @@ def open_model_and_data(
     own code (Lambda layers, unknown custom objects); ``custom_objects`` is a ``.py``
     file (or a dict) with the user's custom layers.
     """
+    check_model_path(model)
     if not is_user_model(model):
         from edgesmith.zoo.evaluate import data_for, open_model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -124,8 +126,8 @@ def test_corrupt_wav_is_skipped_with_a_counted_warning(tmp_path):
     folder = tmp_path / "fsdd"
     _fake_fsdd(folder, takes=(0, 6, 12), speakers=("ann",))
     (folder / "3_ann_40.wav").write_bytes(b"RIFF not really")
-    with pytest.warns(UserWarning, match=r"skipped 1 unreadable WAV.*3_ann_40\.wav"):
-        data = load_dataset("fsdd", data_dir=folder)
+    data = load_dataset("fsdd", data_dir=folder)
+    assert re.search(r"skipped 1 unreadable WAV.*3_ann_40\.wav", " ".join(data.notes))
     assert sum(data.sizes.values()) == 30
     # The count is in what the loader returns, each entry naming the file and why.
     assert len(data.skipped) == 1 and "3_ann_40.wav" in data.skipped[0]
