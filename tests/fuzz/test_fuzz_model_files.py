@@ -20,7 +20,8 @@ Two runs:
   (default 2, one per xdist worker), and writes the counts by outcome ("analyze/bench":
   ok or error) and by mutation as JSON to ``$EDGESMITH_FUZZ_REPORT`` (default:
   ``fuzz-report.json`` in the run's temporary folder; the path is printed), then
-  fails if any case misbehaved.
+  fails if any case misbehaved. ``EDGESMITH_FUZZ_SEEDS=DIR`` adds every .tflite and .onnx
+  in DIR to the seed files.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.conftest import SEEDS, seed_name
+from tests.fuzz.conftest import SEEDS, extra_seeds, seed_name
 from tests.fuzz.mutations import MUTATIONS, check_file, mutant
 
 SEED_NAMES = [seed_name(*seed) for seed in SEEDS]
-# Cases per (seed file, mutation) in make test: 7 seed files x 7 mutations x 3 (147 cases,
+# Cases per (seed file, mutation) in make test: 13 seed files x 7 mutations x 2 (182 cases,
 # about half a minute); the long run behind `-m fuzz` takes thousands.
-CASES_PER_PAIR = 3
+CASES_PER_PAIR = 2
 CASES = [
     (name, mutation, seed)
     for name in SEED_NAMES
@@ -84,14 +85,16 @@ def test_fuzz_long(fuzz_seeds, tmp_path, tmp_path_factory, monkeypatch, shard):
     monkeypatch.chdir(tmp_path)
     total = int(os.environ.get("EDGESMITH_FUZZ_CASES") or 10_000)
     rng = random.Random(f"fuzz-long:{shard}")
+    seeds = {**fuzz_seeds, **extra_seeds()}
+    names = sorted(seeds)
     by_outcome: Counter[str] = Counter()
     by_mutation: dict[str, Counter[str]] = defaultdict(Counter)
     failures = []
     for index in range(shard, total, SHARDS):
-        name = rng.choice(SEED_NAMES)
+        name = rng.choice(names)
         mutation = rng.choice(list(MUTATIONS))
         seed = 1000 + index
-        path = mutant(fuzz_seeds[name], mutation, seed, tmp_path)
+        path = mutant(seeds[name], mutation, seed, tmp_path)
         problems, labels = _problems(path)
         outcome = "bad" if problems else "/".join(labels)  # analyze/bench: ok or error
         by_outcome[outcome] += 1
@@ -105,6 +108,7 @@ def test_fuzz_long(fuzz_seeds, tmp_path, tmp_path_factory, monkeypatch, shard):
     target = Path(os.environ.get("EDGESMITH_FUZZ_REPORT") or run_folder / "fuzz-report.json")
     part = {
         "cases": sum(by_outcome.values()),
+        "seed_files": names,
         "by_outcome": dict(by_outcome),
         "by_mutation": {k: dict(v) for k, v in by_mutation.items()},
         "failures": failures,
@@ -134,6 +138,7 @@ def _merge_report(target: Path, shard: int, part: dict) -> None:
                 by_mutation[mutation].update(counts)
         report = {
             "cases": sum(item["cases"] for item in loaded),
+            "seed_files": loaded[0]["seed_files"],
             "shards": SHARDS,
             "by_outcome": dict(by_outcome),
             "by_mutation": {k: dict(v) for k, v in sorted(by_mutation.items())},
