@@ -177,3 +177,31 @@ def test_out_of_range_labels_are_refused(user_files, tmp_path, capsys):
     argv = ["compress", str(model), "--data", str(bad), "--recipe", "prune"]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def test_the_python_api_takes_a_live_model_and_arrays(tmp_path):
+    """compress_model and convert_model with a keras.Model object and (x, y) arrays."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    from edgesmith.compress.recipe_runner import compress_model
+    from edgesmith.convert.config import ConversionConfig
+    from edgesmith.convert.converter import convert_model
+
+    digits = load_digits()
+    x, y = digits.images.astype(np.float32)[..., np.newaxis], digits.target
+    model = _build("cnn")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    card = compress_model(model, "prune:sparsity=0.5,epochs=1", out=tmp_path / "p", data=(x, y))
+    assert card.sparsity == pytest.approx(0.5, abs=0.05)
+    assert card.parent["source"]["file"] == "(in memory)"
+    # In-memory data cannot be found again from the folder: it is given again, same split.
+    result = convert_model(
+        tmp_path / "p",
+        out=tmp_path / "p.tflite",
+        config=ConversionConfig(format="tflite", quant="int8"),
+        data=(x, y),
+    )
+    assert result.record.accuracy is not None
+    assert result.record.samples == card.split["test"]
