@@ -75,7 +75,9 @@ class CompressionCard(ModelCard):
 
     ``qat`` says that ``model.keras`` holds the quantization-aware model (tfmot wrappers
     and learned ranges, written as HDF5: ``model_format``); ``steps`` holds one record
-    per recipe step and ``parent`` the card of the model compression started from.
+    per recipe step and ``parent`` the card of the model compression started from. When
+    that model was a Keras 3 model, ``keras3_file`` names the Keras 3 copy of the result
+    in the same folder, or ``keras3_note`` says why there is none.
 
     Example:
         >>> card = CompressionCard(name="cnn-digits-prune", family="cnn", task="t",
@@ -96,6 +98,10 @@ class CompressionCard(ModelCard):
     model_format: str = "keras"
     steps: list[dict[str, Any]] = field(default_factory=list)
     parent: dict[str, Any] = field(default_factory=dict)
+    # A compressed Keras 3 model: the Keras 3 twin of the result in the folder (file name),
+    # or why there is none (a QAT result, a layer with no Keras 3 form). Both "" otherwise.
+    keras3_file: str = ""
+    keras3_note: str = ""
 
 
 def card_from_dict(data: dict[str, Any]) -> ModelCard:
