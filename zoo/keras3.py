@@ -65,7 +65,7 @@ def unsupported_layers(model3: Any) -> list[tuple[str, str]]:
     """(layer name, class name) of each layer or operation of ``model3`` with no rebuild."""
     found: list[tuple[str, str]] = []
     for op in _operations(model3):
-        if _problem(op) is not None:
+        if rebuild_problem(op) is not None:
             found.append((op.name, type(op).__name__))
     return found
 
@@ -92,7 +92,7 @@ def to_tf_keras(
     graph = _graph(model3)
     bad = unsupported_layers(model3)
     if bad:
-        problems = [_problem(op) for op in _operations(model3) if _problem(op)]
+        problems = [rebuild_problem(op) for op in _operations(model3) if rebuild_problem(op)]
         listed = ", ".join(f"{name} ({cls})" for name, cls in bad)
         raise ModelFileError(
             f"{model3.name}: no tf-keras rebuild for layer {listed}: {problems[0]}",
@@ -392,7 +392,7 @@ class _Forward:
 # --- refusals -------------------------------------------------------------------------
 
 
-def _problem(op: Any) -> str | None:
+def rebuild_problem(op: Any) -> str | None:
     """Why a Keras 3 layer/operation has no rebuild, or None."""
     k3 = _keras3()
     cls = type(op).__name__

@@ -294,12 +294,11 @@ def _keras3_operations(model3: Any) -> list[Any]:
 
 def _rebuild_problem(op: Any) -> str:
     """Why a Keras 3 layer has no tf-keras rebuild, in the rebuild's own words."""
-    from edgesmith.zoo import keras3
+    from edgesmith.zoo.keras3 import rebuild_problem
 
-    problem = getattr(keras3, "_problem", None)
     try:
-        why = problem(op) if problem is not None else None
-    except Exception:  # a diagnosis only
+        why = rebuild_problem(op)
+    except Exception:  # a diagnosis only: never let it hide the refusal itself
         why = None
     return why or f"class {type(op).__name__} has no tf-keras rebuild"
 
