@@ -1,13 +1,21 @@
 """Knowledge distillation: a student learns from hard labels and the teacher's softened logits.
 
 The loss is ``alpha * CE(labels, student) + (1 - alpha) * T**2 * KL(softmax(t/T) || softmax(s/T))``
-on the pre-softmax ``logits`` layer of both models (Hinton et al., 2015). The teacher is
-frozen, so its logits are computed once for the training set. The student is a zoo
-architecture (``student=NAME``, built for the teacher's data with ``width=``/``depth=``),
-of the same family or another one (a Transformer teacher can teach a DS-CNN student);
-``student=`` left empty means the teacher's own architecture. With ``baseline`` (the
-default) the same student is also trained from scratch, same initial weights and budget,
-so the step reports a measured comparison rather than a claim.
+on the pre-activation outputs of both models (Hinton et al., 2015), found in any
+single-output classifier by :func:`teacher_head` (the zoo's ``logits`` Dense + Softmax, a
+last layer with ``activation="softmax"``, a Softmax layer, a model that outputs logits).
+A binary model (one sigmoid unit or logit) distils in binary form: ``alpha *
+BCE(labels, student) + (1 - alpha) * T**2 * KL(sigmoid(zt/T) || sigmoid(zs/T))``. The
+teacher is frozen, so its logits are computed once for the training set.
+
+The student is a zoo architecture (``student=NAME``, built for the teacher's data with
+``width=``/``depth=``), of the same family or another one (a Transformer teacher can
+teach a DS-CNN student); ``student=`` left empty means the teacher's own architecture:
+its zoo builder at ``width``, or, for a model of one's own (no builder), a width-scaled
+copy of its Keras architecture with fresh weights that ends like the teacher
+(:mod:`~edgesmith.compress.student`). With ``baseline`` (the default) the same student
+is also trained from scratch, same initial weights and budget, so the step reports a
+measured comparison rather than a claim.
 
 Defaults (``temperature=2``, ``alpha=0.9``) come from measurements on the zoo's small
 students (benchmarks/distill_table.py, ../shared/data): Hinton's ``T=4, alpha=0.5`` made a
@@ -39,6 +47,7 @@ from edgesmith.compress.step import (
     check_finetune,
     check_range,
 )
+from edgesmith.compress.student import clone_student, relayout, student_builder
 from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.registry import RECURRENT_LAYERS
@@ -52,14 +61,16 @@ class DistillConfig(StepConfig):
 
     Attributes:
         student: zoo model name whose architecture the student takes (``""``: the
-            teacher's own architecture).
+            teacher's own architecture, a copy of it for a model of one's own).
         width: the student's width relative to its zoo model's (0.5: half the channels
             and units of ``student``, or of the teacher when ``student`` is empty).
-        depth: number of blocks of the student (None: the architecture's default).
+        depth: number of blocks of the student (None: the architecture's default); zoo
+            architectures only.
         temperature: softening of both models' logits (> 0; 1 is no softening).
         alpha: weight of the hard-label loss, in [0, 1]; ``1 - alpha`` weighs the teacher.
         epochs, learning_rate, batch_size: the student's training budget (None: the
-            student zoo model's own training settings).
+            student zoo model's own training settings; 10 epochs at 2e-3 and the
+            teacher's batch size for a copy of a model of one's own).
         baseline: also train the student from scratch with the same budget and report it.
         keep_best: end each training with the weights of its best validation epoch (as
             zoo training does), for the distilled student and the baseline alike.
@@ -123,9 +134,14 @@ def run(
     """The student trained by distillation from ``model`` (the teacher, left unchanged).
 
     ``context.builder`` is the teacher's architecture (its card's ``builder`` plus
-    ``layout``), used when ``config.student`` is empty. The result carries the student's
-    architecture and the data in its layout; its details hold the budget, the teacher's
-    accuracy and, with ``baseline``, the accuracy of the same student trained from scratch.
+    ``layout``), used when ``config.student`` is empty; without an ``arch`` in it (a
+    model of one's own) the student is a width-scaled copy of ``model``'s architecture.
+    The result carries the student's architecture and the data in its layout; its
+    details hold the student's name, the budget, the teacher's accuracy, both models'
+    parameter counts, the student's output kind, how the teacher's logits were read, for
+    a copy each layer's width before and after (``widths``) and why some were kept
+    (``unscaled``), and, with ``baseline``, the accuracy of the same student trained
+    from scratch.
 
     Example:
         >>> from edgesmith.compress import distill  # doctest: +SKIP
@@ -134,20 +150,25 @@ def run(
     """
     from edgesmith.compress.finetune import DECAY_FLOOR
     from edgesmith.zoo.tfkeras import set_seed
-    from edgesmith.zoo.train import evaluate_model, train_loop
+    from edgesmith.zoo.train import evaluate_model, output_kind, train_loop
 
     context = context or StepContext()
     seed = context.seed
     teacher_builder = dict(context.builder) if context.builder else None
-    student_spec, build = _student_builder(config, data, teacher_builder)
+    clone = None
+    if config.student or (teacher_builder and "arch" in teacher_builder):
+        student_spec, build = student_builder(config, data, teacher_builder)
+    else:
+        student_spec, clone = clone_student(model, data, config, context)
+        build = clone.build
     student_data = relayout(data, student_spec["layout"])
     epochs = config.epochs or student_spec["train"]["epochs"]
     learning_rate = config.learning_rate or student_spec["train"]["learning_rate"]
     batch_size = config.batch_size or student_spec["train"]["batch_size"]
 
-    teacher_logits = logits_model(model)
-    soft_train = np.asarray(teacher_logits.predict(data.x_train, batch_size=256, verbose=0))
-    soft_val = np.asarray(teacher_logits.predict(data.x_val, batch_size=256, verbose=0))
+    teacher = teacher_head(model)
+    soft_train = np.asarray(teacher.model.predict(data.x_train, batch_size=256, verbose=0))
+    soft_val = np.asarray(teacher.model.predict(data.x_val, batch_size=256, verbose=0))
 
     set_seed(seed)
     student = build()
@@ -157,9 +178,12 @@ def run(
     # distilled and the scratch student get the same cap.
     recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in student.layers)
     clipnorm = RECURRENT_CLIPNORM if recurrent else None
-    student_logits = logits_model(student)
+    head = teacher_head(student)
+    binary = _match_heads(teacher, head, model, student)
+    if teacher.binary and not binary:  # a two-class student of a one-unit teacher
+        soft_train, soft_val = _two_class(soft_train), _two_class(soft_val)
     history = train_loop(
-        student_logits,
+        head.model,
         student_data,
         epochs=epochs,
         learning_rate=learning_rate,
@@ -168,13 +192,14 @@ def run(
         task=f"distill into {student_spec['name']}",
         seed=seed,
         progress=context.progress,
-        loss=distillation_loss(config.temperature, config.alpha),
-        metrics=[_label_accuracy(), _soft_loss(config.temperature)],
+        loss=distillation_loss(config.temperature, config.alpha, binary=binary),
+        metrics=[_label_accuracy(binary), _soft_loss(config.temperature, binary)],
         y_train=_pack(data.y_train, soft_train),
         y_val=_pack(data.y_val, soft_val),
         keep_best_from=0 if config.keep_best else None,
         clipnorm=clipnorm,
     )
+    head.sync()  # the trained linear twin's weights go back into the student's last layer
     details: dict[str, Any] = {
         "layout": student_spec["layout"],
         "builder": student_spec["builder"],
@@ -186,9 +211,15 @@ def run(
             "clipnorm": clipnorm,
         },
         "teacher_accuracy": float(evaluate_model(model, data)["accuracy"]),
+        "teacher_params": int(model.count_params()),
         "student_params": int(student.count_params()),
+        "output": output_kind(student),
+        "teacher_logits": teacher.how,
         "scratch_accuracy": None,
     }
+    if clone is not None:
+        details["widths"] = {n: {"before": b, "after": a} for n, (b, a) in clone.widths.items()}
+        details["unscaled"] = dict(clone.unscaled)
     if config.baseline:
         set_seed(seed)
         scratch = build()
@@ -223,19 +254,33 @@ def run(
     )
 
 
-def distillation_loss(temperature: float, alpha: float) -> Any:
-    """Keras loss on ``y_true = [label, teacher logits...]`` and the student's logits."""
+def distillation_loss(temperature: float, alpha: float, *, binary: bool = False) -> Any:
+    """Keras loss on ``y_true = [label, teacher logits...]`` and the student's logits.
+
+    With ``binary`` (one logit per sample, the models end in one sigmoid unit) the soft
+    term compares ``sigmoid(z / T)`` of teacher and student: their binary cross-entropy
+    less the teacher's own entropy (a constant: the same gradients, and zero when the
+    student matches the teacher, as the KL divergence of the categorical form).
+    """
     from edgesmith.zoo.tfkeras import tf
 
     t = tf()
 
     def loss(y_true: Any, student_logits: Any) -> Any:
-        labels = t.cast(y_true[:, 0], t.int32)
         teacher = y_true[:, 1:]
-        hard = t.keras.losses.sparse_categorical_crossentropy(
-            labels, student_logits, from_logits=True
-        )
-        soft = _kl(t, teacher, student_logits, temperature)
+        if binary:
+            labels = y_true[:, :1]
+            hard = t.reduce_mean(
+                t.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=student_logits),
+                axis=-1,
+            )
+            soft = _binary_kl(t, teacher, student_logits, temperature)
+        else:
+            labels = t.cast(y_true[:, 0], t.int32)
+            hard = t.keras.losses.sparse_categorical_crossentropy(
+                labels, student_logits, from_logits=True
+            )
+            soft = _kl(t, teacher, student_logits, temperature)
         return alpha * hard + (1.0 - alpha) * temperature**2 * soft
 
     return loss
@@ -248,25 +293,39 @@ def _kl(t: Any, teacher_logits: Any, student_logits: Any, temperature: float) ->
     return t.reduce_sum(p * (log_p - log_q), axis=-1)
 
 
-def _label_accuracy() -> Any:
+def _binary_kl(t: Any, teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
+    """KL(Bernoulli(sigmoid(zt/T)) || Bernoulli(sigmoid(zs/T))), from the logits (stable)."""
+    zt, zs = teacher_logits / temperature, student_logits / temperature
+    p = t.sigmoid(zt)
+    cross = t.nn.sigmoid_cross_entropy_with_logits(labels=p, logits=zs)
+    entropy = t.nn.sigmoid_cross_entropy_with_logits(labels=p, logits=zt)
+    return t.reduce_mean(cross - entropy, axis=-1)
+
+
+def _label_accuracy(binary: bool = False) -> Any:
     from edgesmith.zoo.tfkeras import tf
 
     t = tf()
 
     def accuracy(y_true: Any, student_logits: Any) -> Any:
+        if binary:  # a logit >= 0 is class 1
+            guess = t.cast(student_logits[:, 0] >= 0.0, t.float32)
+            return t.cast(t.equal(guess, y_true[:, 0]), t.float32)
         labels = t.cast(y_true[:, 0], t.int64)
         return t.cast(t.equal(t.argmax(student_logits, axis=-1), labels), t.float32)
 
     return accuracy
 
 
-def _soft_loss(temperature: float) -> Any:
+def _soft_loss(temperature: float, binary: bool = False) -> Any:
     """The teacher term alone (KL at the temperature), logged as ``soft_loss``."""
     from edgesmith.zoo.tfkeras import tf
 
     t = tf()
 
     def soft_loss(y_true: Any, student_logits: Any) -> Any:
+        if binary:
+            return _binary_kl(t, y_true[:, 1:], student_logits, temperature)
         return _kl(t, y_true[:, 1:], student_logits, temperature)
 
     return soft_loss
@@ -276,98 +335,204 @@ def _pack(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
     return np.concatenate([labels.reshape(-1, 1).astype(np.float32), logits], axis=1)
 
 
-def logits_model(model: Any) -> Any:
-    """A model from ``model``'s input to its pre-softmax ``logits`` layer (shared weights)."""
-    from edgesmith.zoo.tfkeras import keras
+def _two_class(logits: np.ndarray) -> np.ndarray:
+    """One binary logit z as the two class logits [0, z] (the same probabilities)."""
+    return np.concatenate([np.zeros_like(logits), logits], axis=1)
 
-    for name in ("logits", "quant_logits"):
+
+def logits_model(model: Any) -> Any:
+    """A model from ``model``'s input to its pre-activation output (shared weights).
+
+    See :func:`teacher_head` for the models it reads.
+
+    Example:
+        >>> from edgesmith.zoo.tfkeras import keras
+        >>> k = keras()
+        >>> inputs = k.Input((4,))
+        >>> model = k.Model(inputs, k.layers.Dense(3, activation="softmax")(inputs))
+        >>> logits_model(model).layers[-1].get_config()["activation"]
+        'linear'
+    """
+    return teacher_head(model).model
+
+
+@dataclass
+class Head:
+    """A classifier's pre-activation output, as a model that distillation trains through.
+
+    Attributes:
+        model: from the classifier's input to its logits (or its one binary logit).
+        binary: one output unit (a sigmoid probability or a logit), not class scores.
+        how: ``output`` (the model outputs logits), ``layer input`` (read before a
+            Softmax/Activation layer), ``linear twin`` (a copy of the last layer without its
+            activation) or ``log-probabilities`` (computed from the outputs, clipped).
+        twin: (the classifier's last layer, its linear twin) for ``linear twin``.
+    """
+
+    model: Any
+    binary: bool
+    how: str
+    twin: tuple[Any, Any] | None = None
+
+    def sync(self) -> None:
+        """Copy the twin's (trained) weights back into the classifier's last layer."""
+        if self.twin is not None:
+            layer, twin = self.twin
+            layer.set_weights(twin.get_weights())
+
+
+def teacher_head(model: Any) -> Head:
+    """The logits of any single-output tf-keras classifier.
+
+    Reads, in order: a model that outputs logits (:func:`~edgesmith.zoo.train.output_kind`
+    ``logits``) as it is; the input of a final ``Softmax`` or ``Activation("softmax"/
+    "sigmoid")`` layer (the zoo's ``logits`` Dense + Softmax among them); a final layer
+    with ``activation="softmax"`` or ``"sigmoid"`` through a linear twin sharing its
+    weights (copied; :meth:`Head.sync` copies them back after training); else (a layer
+    inside a quantization wrapper) the log of the clipped probabilities, which give the
+    same softened distribution. Pass-through layers after the activation (Dropout,
+    Flatten, Reshape) are applied to the logits too. One output unit is a binary logit.
+
+    Example:
+        >>> from edgesmith.zoo.tfkeras import keras
+        >>> k = keras()
+        >>> inputs = k.Input((4,))
+        >>> model = k.Model(inputs, k.layers.Dense(1, activation="sigmoid")(inputs))
+        >>> head = teacher_head(model)
+        >>> head.binary, head.how, head.model.output_shape
+        (True, 'linear twin', (None, 1))
+    """
+    from edgesmith.zoo.train import output_kind
+
+    if len(getattr(model, "outputs", None) or []) != 1:
+        raise ConfigError(
+            f"model {model.name!r} has {len(model.outputs or [])} outputs",
+            expected="a classifier with one output (class scores, or one sigmoid unit or logit)",
+            fix="distill a model of one output",
+        )
+    units = int(model.output_shape[-1])
+    kind = output_kind(model)
+    if kind == "logits":
+        _refuse_multilabel(model, units)
+        return Head(model, units == 1, "output")
+    found = _activation_head(model)
+    if found is not None:
+        return Head(found[0], units == 1, found[1], found[2])
+    for name in ("logits", "quant_logits"):  # the zoo's (quantized) logits layer
         try:
             layer = model.get_layer(name)
         except ValueError:
             continue
-        return keras().Model(model.inputs, layer.output)
-    last = model.layers[-1]
-    if type(last).__name__ == "Softmax":
-        return keras().Model(model.inputs, last.input)
-    raise ConfigError(
-        f"model {model.name!r} has no 'logits' layer",
-        expected="a classifier ending in a Dense layer named 'logits' and a Softmax "
-        "(every zoo model does)",
-        fix="name the pre-softmax Dense layer 'logits'",
-    )
+        return Head(_model_of(model, layer.output), units == 1, "layer input")
+    return Head(_log_probabilities(model, kind), units == 1, "log-probabilities")
 
 
-def relayout(data: DatasetSplits, layout: str) -> DatasetSplits:
-    """``data`` shaped for a model of ``layout`` (a student may read frames as an image)."""
-    if layout == "image":
-        return data.with_layout("image")
-    if data.x_train.ndim == 4 and data.x_train.shape[-1] == 1:
-        arrays = {f"x_{s}": getattr(data, f"x_{s}")[..., 0] for s in ("train", "val", "test")}
-        return DatasetSplits(**{**data.__dict__, **arrays})
-    return data
-
-
-def _student_builder(
-    config: DistillConfig, data: DatasetSplits, teacher_builder: dict[str, Any] | None
-) -> tuple[dict[str, Any], Any]:
-    """What the student is (name, layout, builder, budget) and a function that builds it."""
-    from dataclasses import asdict
-
-    from edgesmith.zoo.builders import build_model
-    from edgesmith.zoo.registry import get_spec
-    from edgesmith.zoo.train import build_for_data
-
-    overrides: dict[str, Any] = {}
-    if config.depth is not None:
-        overrides["depth"] = config.depth
-    tokens = "vocabulary" in data.preprocessing
-    if config.student:
-        spec = get_spec(config.student)
-        overrides["width"] = float(spec.builder.get("width", 1.0)) * config.width
-        if (spec.layout == "tokens") != tokens:
-            want = "token ids" if spec.layout == "tokens" else "signals (frames or images)"
-            have = "token ids" if tokens else "signals (frames or images)"
-            raise ConfigError(
-                f"distill: student={spec.name} reads {want}, the teacher's data "
-                f"{data.name!r} holds {have}",
-                expected=f"a student of the same input kind as the teacher's data {data.name!r}",
-                fix="pick a zoo model trained on the same kind of input (see `edgesmith zoo list`)",
-            )
-        student_data = relayout(data, spec.layout)
-        info = {
-            "name": spec.name,
-            "layout": spec.layout,
-            "family": spec.family,
-            "builder": {"arch": spec.arch, **spec.builder, **overrides},
-            "train": asdict(spec.train),
-        }
-        return info, lambda: build_for_data(spec, student_data, **overrides)
-    if not teacher_builder or "arch" not in teacher_builder:
+def _refuse_multilabel(model: Any, units: int) -> None:
+    layer = _last_layer(model)
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    if units > 1 and activation == "sigmoid":
         raise ConfigError(
-            "distill: no student= given and the teacher's card has no builder",
-            expected="student=NAME naming a zoo model (for example student=cnn-digits)",
+            f"model {model.name!r} ends in {units} sigmoid units (multi-label)",
+            expected="a classifier of one class per sample: softmax class scores, logits, "
+            "or one sigmoid unit",
+            fix="distill a single-label classifier",
         )
-    options = {k: v for k, v in teacher_builder.items() if k not in ("arch", "train", "layout")}
-    options.update(overrides)
-    options["width"] = float(options.get("width", 1.0)) * config.width
-    layout = teacher_builder.get("layout") or ("image" if data.x_train.ndim == 4 else "sequence")
-    train = dict(teacher_builder.get("train") or {})
-    train.setdefault("epochs", 10)
-    train.setdefault("learning_rate", 2e-3)
-    train.setdefault("batch_size", 32)
-    student_data = relayout(data, layout)
-    if tokens:
-        options.setdefault("vocab_size", len(data.preprocessing["vocabulary"]) + 2)
-    info = {
-        "name": f"{teacher_builder['arch']} x{config.width:g}",
-        "layout": layout,
-        "family": None,
-        "builder": {"arch": teacher_builder["arch"], **options},
-        "train": train,
-    }
-    return info, lambda: build_model(
-        teacher_builder["arch"],
-        input_shape=student_data.input_shape,
-        num_classes=len(data.class_names),
-        **options,
-    )
+
+
+_PASS_THROUGH = frozenset(
+    {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape"}
+)
+
+
+def _activation_head(model: Any) -> tuple[Any, str, tuple[Any, Any] | None] | None:
+    """(logits model, how, twin) from the layer that applies the final activation.
+
+    Follows the model's own nodes from its output tensor back (not ``layer.input``: a
+    layer called again elsewhere, by an earlier head among others, has several inputs).
+    """
+    trail: list[Any] = []  # pass-through layers after the activation, last first
+    tensor = model.outputs[0]
+    for _ in range(100):
+        layer, inputs = _producer(tensor)
+        if layer is None or len(inputs) != 1:
+            return None
+        inner = layer
+        while hasattr(inner, "layer") and not isinstance(inner.layer, str):
+            inner = inner.layer  # tfmot wrappers
+        name = type(inner).__name__
+        activation = getattr(getattr(inner, "activation", None), "__name__", "")
+        if name == "Softmax" or (name == "Activation" and activation in ("softmax", "sigmoid")):
+            return _model_of(model, inputs[0], trail), "layer input", None
+        if activation in ("softmax", "sigmoid"):
+            if inner is not layer:
+                return None  # a wrapper's activation is not the layer's config: no exact twin
+            config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_linear"}
+            twin = type(layer).from_config(config)
+            logits = twin(inputs[0])
+            twin.set_weights(layer.get_weights())
+            return _model_of(model, logits, trail), "linear twin", (layer, twin)
+        if name in _PASS_THROUGH or (name == "Activation" and activation == "linear"):
+            trail.append(layer)
+            tensor = inputs[0]
+            continue
+        return None
+    return None
+
+
+def _producer(tensor: Any) -> tuple[Any, list[Any]]:
+    """The layer that made ``tensor`` and the tensors it was called on (that node's)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "layer", None)
+    if layer is None:
+        return None, []
+    node = layer.inbound_nodes[history.node_index]
+    return layer, list(node.keras_inputs)
+
+
+def _last_layer(model: Any) -> Any:
+    return _producer(model.outputs[0])[0] or model.layers[-1]
+
+
+def _model_of(model: Any, logits: Any, trail: list[Any] | None = None) -> Any:
+    """A model from ``model``'s inputs to ``logits`` passed through ``trail`` (last first)."""
+    from edgesmith.zoo.tfkeras import keras
+
+    for layer in reversed(trail or []):
+        logits = layer(logits)
+    return keras().Model(model.inputs, logits, name=f"{model.name}_logits")
+
+
+def _log_probabilities(model: Any, kind: str) -> Any:
+    """Logits recovered from probabilities: log p (softmax) or log(p / (1 - p)) (sigmoid).
+
+    Softmax is unchanged by a constant added to every logit, so log p gives exactly the
+    teacher's softened distribution; clipping only matters for probabilities below 1e-7.
+    """
+    from edgesmith.zoo.tfkeras import keras, tf
+
+    t = tf()
+
+    def recover(p: Any) -> Any:
+        p = t.clip_by_value(p, 1e-7, 1.0 - 1e-7)
+        return t.math.log(p / (1.0 - p)) if kind == "sigmoid" else t.math.log(p)
+
+    logits = keras().layers.Lambda(recover, name="recovered_logits")(model.outputs[0])
+    return keras().Model(model.inputs, logits, name=f"{model.name}_logits")
+
+
+def _match_heads(teacher: Head, student: Head, teacher_model: Any, student_model: Any) -> bool:
+    """Whether the pair distils in binary form; refuse a student of other classes."""
+    t_units = int(teacher.model.output_shape[-1])
+    s_units = int(student.model.output_shape[-1])
+    if teacher.binary and student.binary:
+        return True
+    if teacher.binary and s_units == 2:
+        return False  # the teacher's logit z becomes the class logits [0, z]
+    if t_units != s_units or student.binary:
+        raise ConfigError(
+            f"distill: the teacher {teacher_model.name!r} has {t_units} output units, the "
+            f"student {student_model.name!r} {s_units}",
+            expected="a student of the same classes as its teacher",
+            fix="pick a student trained for the teacher's data",
+        )
+    return False

@@ -224,6 +224,7 @@ def run_recipe(
             logdir=step_logdir,
             progress=progress,
             builder=builder,
+            model_name=card.name,
         )
         result = get_step(config.step).run(model, data, config, context)
         model = result.model

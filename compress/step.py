@@ -286,6 +286,8 @@ class StepContext:
         progress: receives the fine-tuning's progress events (None: silence).
         builder: the architecture of the input model (its card's ``builder`` plus
             ``layout``); distillation builds a student of it when no ``student=`` is given.
+        model_name: the input model's name as its card gives it (a Keras model rebuilt
+            from Keras 3 is often just called "functional").
     """
 
     seed: int = 0
@@ -293,6 +295,7 @@ class StepContext:
     logdir: str | None = None
     progress: Progress | None = None
     builder: Mapping[str, Any] | None = None
+    model_name: str = ""
 
 
 @dataclass(frozen=True)
