@@ -1,8 +1,9 @@
 """Weight clustering (tfmot): each kernel keeps at most ``clusters`` distinct values.
 
-Applies to the Conv2D, DepthwiseConv2D (tfmot lists it with no clusterable weight: its
-depthwise kernel is clustered here), Dense, Embedding and LSTM kernels of every zoo
-family. With ``preserve_sparsity`` (the default) zeros left by an earlier pruning step
+Applies to Conv1D/Conv2D, DepthwiseConv2D and SeparableConv1D/2D (tfmot clusters no
+depthwise kernel: every kernel is clustered here), Dense, Embedding, and the kernels of
+LSTM, GRU, SimpleRNN and Bidirectional layers. A Keras layer tfmot cannot cluster keeps
+its weights, with the reason in the plan; a custom layer it cannot cluster is refused. With ``preserve_sparsity`` (the default) zeros left by an earlier pruning step
 stay zero. Wrappers are stripped afterwards.
 
 Example:
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgesmith.compress.layer_plan import (
+    DEPTHWISE,
     LEFT_DENSE,
     LayerPlan,
+    is_builtin,
     is_excluded,
     kernels,
     layer_class,
@@ -112,6 +115,9 @@ def plan(model: Any, config: ClusterConfig) -> LayerPlan:
                 result.left[layer.name] = f"kernel has no more than {config.clusters} weights"
             else:
                 result.targets.append(layer.name)
+        elif is_builtin(layer):
+            # A Keras layer tfmot has no clustering rule for keeps its weights as they are.
+            result.left[layer.name] = f"tfmot cannot cluster {cls}: weights kept"
         else:
             result.unsupported[layer.name] = cls
     result.raise_if_unsupported(
@@ -162,10 +168,15 @@ def run(
             cluster_centroids_init=init,
             preserve_sparsity=config.preserve_sparsity,
         )
-        if type(layer).__name__ == "DepthwiseConv2D":
-            # tfmot registers DepthwiseConv2D with no clusterable weight; cluster its kernel.
+        if type(layer).__name__ in DEPTHWISE:
+            # tfmot clusters no DepthwiseConv2D weight and only the pointwise kernel of a
+            # separable convolution: cluster every kernel.
             inner = wrapper.layer
-            inner.get_clusterable_weights = lambda: [("depthwise_kernel", inner.depthwise_kernel)]
+            inner.get_clusterable_weights = lambda: [
+                (name, getattr(inner, name))
+                for name in ("depthwise_kernel", "pointwise_kernel")
+                if hasattr(inner, name)
+            ]
         return wrapper
 
     set_seed(context.seed)  # kmeans++ and random initialisation draw random numbers

@@ -24,7 +24,14 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_ker
 
 # Keras layers with weights that pruning and clustering deliberately leave dense/float:
 # normalisation scales and shifts, and the zoo's position table.
-LEFT_DENSE = frozenset({"BatchNormalization", "LayerNormalization", "PositionEmbedding"})
+LEFT_DENSE = frozenset(
+    {"BatchNormalization", "LayerNormalization", "Normalization", "PositionEmbedding"}
+)
+
+# Layers whose every kernel pruning and clustering act on, beyond what tfmot's registries
+# list: tfmot covers no DepthwiseConv2D weight and only the pointwise kernel of a separable
+# convolution, and its pruning registry has no Bidirectional.
+DEPTHWISE = frozenset({"DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"})
 
 # Prefixes tfmot gives its wrappers (prune_low_magnitude_dense, cluster_dense, quant_dense).
 WRAPPER_PREFIXES = ("prune_low_magnitude_", "cluster_", "quant_")
@@ -103,3 +110,14 @@ def kernels(layer: Any) -> list[tuple[str, Any]]:
 def model_layers(model: Any) -> Iterator[Any]:
     """The model's layers without its input layers."""
     return (layer for layer in model.layers if not is_input(layer))
+
+
+def is_builtin(layer: Any) -> bool:
+    """Whether ``layer`` is one of Keras' own layer classes (not a user's custom layer)."""
+    module = type(inner_layer(layer)).__module__
+    return module.startswith(("tf_keras.", "keras.", "tensorflow.python.keras"))
+
+
+def own_kernels(layer: Any) -> list[Any]:
+    """Every kernel variable of an unwrapped ``layer`` (both directions of a Bidirectional)."""
+    return [variable for _, variable in kernels(layer)]

@@ -1,8 +1,10 @@
 """Magnitude pruning (constant or polynomial-decay schedule) and m:n structured sparsity.
 
-Covers Conv2D, DepthwiseConv2D (tfmot lists it but prunes none of its weights: here
-its depthwise kernel is pruned too), Dense (so the zoo Transformer's query, key, value
-and output projections), Embedding, and LSTM kernels and recurrent kernels. tfmot's
+Covers Conv1D/Conv2D, DepthwiseConv2D and SeparableConv1D/2D (tfmot prunes no
+depthwise kernel: here every kernel is pruned), Dense (so the zoo Transformer's query, key,
+value and output projections), Embedding, and the kernels and recurrent kernels of LSTM,
+GRU, SimpleRNN and Bidirectional layers (tfmot's registry has no Bidirectional: both
+directions' kernels are pruned here). Weightless layers pass through. tfmot's
 wrappers do the masking during fine-tuning and are stripped afterwards; the sparsity
 reported is measured from the stripped weights.
 
@@ -22,12 +24,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgesmith.compress.layer_plan import (
+    DEPTHWISE,
     LEFT_DENSE,
     LayerPlan,
     is_excluded,
     kernels,
     layer_class,
     model_layers,
+    own_kernels,
 )
 from edgesmith.compress.step import (
     StepConfig,
@@ -163,7 +167,11 @@ def plan(model: Any, config: PruneConfig) -> LayerPlan:
             result.left[layer.name] = "excluded"
         elif cls in LEFT_DENSE:
             result.left[layer.name] = "normalisation / position weights kept dense"
-        elif hasattr(layer, "get_prunable_weights") or (found and registry.supports(layer)):
+        elif (
+            hasattr(layer, "get_prunable_weights")
+            or (found and registry.supports(layer))
+            or (cls == "Bidirectional" and found and registry.supports(layer.forward_layer))
+        ):
             shapes = [tuple(v.shape) for _, v in found]
             if config.m_by_n and any(input_channels(s) % config.m_by_n[1] for s in shapes):
                 sizes = sorted({input_channels(s) for s in shapes})
@@ -238,9 +246,10 @@ def run(
     def wrap(layer: Any) -> Any:
         if layer.name not in targets:
             return layer
-        if type(layer).__name__ == "DepthwiseConv2D":
-            # tfmot registers DepthwiseConv2D with no prunable weight; prune its kernel.
-            layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
+        if type(layer).__name__ in DEPTHWISE or type(layer).__name__ == "Bidirectional":
+            # tfmot prunes no DepthwiseConv2D weight, only the pointwise kernel of a
+            # separable convolution, and no Bidirectional: prune every kernel they hold.
+            layer.get_prunable_weights = lambda: own_kernels(layer)
         return sparsity_api.prune_low_magnitude(
             layer,
             pruning_schedule=schedule_for(config.target_sparsity),

@@ -1,8 +1,9 @@
 """Quantization-aware training that runs end to end on CNN, LSTM and Transformer models.
 
-tfmot's default 8-bit scheme quantizes Conv, Dense, pooling, residual ``Add`` and friends,
-but refuses ``LSTM``, ``LayerNormalization``, ``Embedding`` and the zoo Transformer's
-custom layers. This module annotates those with quantize configs of its own:
+tfmot's default 8-bit scheme quantizes Conv2D, Dense, pooling, residual ``Add`` and friends,
+but refuses recurrent layers, ``LayerNormalization``, ``Embedding``, ``Conv1D``, several
+activations and any custom layer. This module annotates those with quantize configs of its
+own (the rules are :func:`annotation`'s):
 
 =====================  ======================================================================
 layer                  what is fake-quantized during training
@@ -12,10 +13,20 @@ LSTM                   replaced by :class:`~edgesmith.compress.qat_lstm.Quantize
                        every gate, the cell state and the hidden state fake-quantized as the
                        int8 TFLite kernels will round them (TFLite then gets int8 matmuls
                        and gates instead of a loop carrying a float32 state)
-LayerNormalization     output (8-bit, moving-average range)
+GRU, SimpleRNN,        replaced by a ``QuantizedRNN`` (:mod:`~edgesmith.compress.qat_rnn`),
+Bidirectional          unrolled the same way, one set of weights and ranges per direction
+LayerNormalization,    output (8-bit, moving-average range)
+Normalization,
+Rescaling
 Embedding              the table (8-bit symmetric); the integer ids are *not* quantized
 PositionEmbedding      the position table and the output
-AttentionCore          output (it holds no weights; q/k/v/out are Dense layers tfmot handles)
+BatchNormalization     folded by tfmot after a Conv2D/DepthwiseConv2D; elsewhere its output
+Activation, Conv,      tfmot's config when it knows the activation (relu, relu6, swish, gelu,
+Dense                  sigmoid, tanh, softmax, linear); else the kernels and the output
+any other layer        weightless (AttentionCore, Subtract, a custom HardSwish, ...): its
+                       output; holding only kernels and biases (Conv1D, SeparableConv1D):
+                       the kernels and the output; op layers (``x + 3.0``): trained in
+                       float, their ranges measured on the calibration samples at conversion
 =====================  ======================================================================
 
 Before fine-tuning, every quantizer range is calibrated from the float model on training
@@ -138,21 +149,103 @@ _CONFIGS: dict[str, dict[str, Any]] = {
     "Embedding": {"weights": ["embeddings"], "output": False},
     "PositionEmbedding": {"weights": ["positions"], "output": True},
     "AttentionCore": {"weights": [], "output": True},
+    # Their statistics/constants fold into the MUL/ADD the converter emits; output only.
+    "Normalization": {"weights": [], "output": True},
+    "Rescaling": {"weights": [], "output": True},
 }
-# Handled by tfmot's transforms when they follow a convolution (folded at conversion).
-_BY_TRANSFORM = frozenset({"BatchNormalization"})
+# GRU, SimpleRNN and Bidirectional become a QuantizedRNN (compress/qat_rnn.py).
+_TWIN_CONFIG: dict[str, Any] = {"weights": [], "output": False}
+# Handled by tfmot's transforms: BatchNormalization after a convolution is folded into
+# it, SeparableConv2D is split into DepthwiseConv2D + Conv2D.
+_BY_TRANSFORM = frozenset({"BatchNormalization", "SeparableConv2D"})
+_FOLDS_BATCH_NORM = frozenset({"Conv2D", "DepthwiseConv2D"})
+# Activation names tfmot's Activation config and its QuantizeAwareActivation accept.
+_TFMOT_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "swish", "gelu", "linear", "softmax", "sigmoid", "tanh"}
+)
+# Layers computing TensorFlow ops recorded at model-building time (``x + 3.0`` in a
+# functional model): a wrapper cannot replay their call arguments, so they are trained in
+# float and the converter measures their ranges on the calibration samples.
+_OP_LAYERS = frozenset({"TFOpLambda", "SlicingOpLambda", "Lambda"})
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """How QAT treats one layer: ``how`` is ``tfmot`` (its default 8-bit config), ``own``
+    (an EdgesmithQuantizeConfig of ``config``), ``lstm`` / ``rnn`` (an unrolled twin with
+    ``config``) or ``float`` (left unwrapped, its range measured at conversion)."""
+
+    how: str
+    config: dict[str, Any] | None = None
+    reason: str = ""
+
+
+def annotation(layer: Any, registry: Any) -> Annotation | None:
+    """How ``layer`` is made quantization-aware; None when no rule covers it.
+
+    The rules, in order: recurrent layers become unrolled twins; the layers of
+    :data:`_CONFIGS` get their config; tfmot's default scheme takes what it supports
+    (an Activation only with a name it knows; a Conv/Dense only when its built-in
+    activation is one it knows, else its kernel and output are fake-quantized here);
+    op layers stay float; any other weightless layer gets an output quantizer, and a
+    layer holding only kernels and biases gets its kernels and output quantized.
+    """
+    from edgesmith.compress.layer_plan import KERNEL_NAMES, short_weight_name
+    from edgesmith.compress.qat_rnn import RNN_CLASSES
+
+    cls = type(layer).__name__
+    if cls == "LSTM" and not layer.go_backwards:
+        return Annotation("lstm", _CONFIGS["LSTM"])
+    if cls in RNN_CLASSES or cls == "LSTM":
+        return Annotation("rnn", _TWIN_CONFIG)
+    if cls in _CONFIGS:
+        return Annotation("own", _CONFIGS[cls])
+    if cls == "BatchNormalization":
+        if _producer_classes(layer) <= _FOLDS_BATCH_NORM:
+            return Annotation("tfmot", reason="folded into the convolution before it")
+        return Annotation("own", {"weights": [], "output": True})
+    if cls in _BY_TRANSFORM:
+        return Annotation("tfmot")
+    if cls in _OP_LAYERS:
+        return Annotation("float", reason="op layer: float in training, range calibrated")
+    weights = {short_weight_name(v) for v in layer.weights}
+    kernel_names = [n for n in KERNEL_NAMES if n in weights and hasattr(layer, n)]
+    if registry.supports(layer):
+        activation = _activation_name(layer)
+        if activation is None or activation in _TFMOT_ACTIVATIONS:
+            return Annotation("tfmot")
+        # tfmot refuses this activation; quantize the kernels and the output here.
+        return Annotation("own", {"weights": kernel_names, "output": True})
+    if not weights:
+        return Annotation("own", {"weights": [], "output": True})
+    if weights <= {*kernel_names, "bias"}:
+        return Annotation("own", {"weights": kernel_names, "output": True})
+    return None
+
+
+def _activation_name(layer: Any) -> str | None:
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
+def _producer_classes(layer: Any) -> set[str]:
+    """Classes of the layers whose outputs ``layer`` reads (empty when unknown)."""
+    found: set[str] = set()
+    for node in getattr(layer, "_inbound_nodes", []):
+        inbound = node.inbound_layers
+        for producer in inbound if isinstance(inbound, (list, tuple)) else [inbound]:
+            found.add(type(producer).__name__)
+    return found or {"?"}
 
 
 def plan(model: Any, config: QATConfig) -> LayerPlan:
     """Which layers get fake-quantized, which stay float (excluded), which are unsupported."""
-    from edgesmith.zoo.tfkeras import tfmot
+    from edgesmith.compress.qat_lstm import check_convertible as check_lstm
+    from edgesmith.compress.qat_rnn import check_convertible as check_rnn
 
-    tfmot()
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry_module,
-    )
-
-    registry = registry_module.Default8BitQuantizeRegistry()
+    registry = _registry()
     result = LayerPlan("qat")
     for layer in model_layers(model):
         cls = layer_class(layer)
@@ -164,12 +257,21 @@ def plan(model: Any, config: QATConfig) -> LayerPlan:
             )
         if is_excluded(layer.name, config.exclude):
             result.left[layer.name] = "excluded: stays float"
-        elif cls in _CONFIGS or cls in _BY_TRANSFORM or registry.supports(layer):
-            result.targets.append(layer.name)
-        else:
+            continue
+        how = annotation(layer, registry)
+        if how is None:
             result.unsupported[layer.name] = cls
+        elif how.how == "float":
+            result.left[layer.name] = how.reason
+        else:
+            if how.how == "lstm":
+                check_lstm(layer)
+            elif how.how == "rnn":
+                check_rnn(layer)
+            result.targets.append(layer.name)
     result.raise_if_unsupported(
-        hint="layers of tfmot's default 8-bit scheme or "
+        hint="layers of tfmot's default 8-bit scheme, weightless layers, layers holding only "
+        "kernels and biases, recurrent layers, or "
         + ", ".join(sorted(_CONFIGS))
         + " (or exclude them to keep them float)"
     )
@@ -193,6 +295,7 @@ def run(
     """
     from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, tensorboard_callbacks
     from edgesmith.compress.qat_lstm import quantized_twin
+    from edgesmith.compress.qat_rnn import rnn_twin
     from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
     from edgesmith.core.progress import ProgressEvent, as_progress
     from edgesmith.zoo.quantized import custom_objects, quantize_config_class
@@ -204,18 +307,29 @@ def run(
     batch_size = config.batch_size or context.batch_size
     layers_plan = plan(model, config)
     targets = set(layers_plan.targets)
+    registry = _registry()
     preserve = _preserve_mode(model, config.preserve)
     objects = custom_objects()
     notes: list[str] = []
 
+    # Decided on the input model: the clone's layers have no producers yet.
+    how = {
+        layer.name: annotation(layer, registry)
+        for layer in model_layers(model)
+        if layer.name in targets
+    }
+
     def annotate(layer: Any) -> Any:
         if is_input(layer) or layer.name not in targets:
             return layer
-        cls = type(layer).__name__
-        if cls == "LSTM":
+        found = how[layer.name]
+        assert found is not None  # the plan refused unsupported layers
+        if found.how == "lstm":
             layer = quantized_twin(layer)
-        if cls in _CONFIGS:
-            quantize_config = quantize_config_class()(**_CONFIGS[cls])
+        elif found.how == "rnn":
+            layer = rnn_twin(layer)
+        if found.config is not None:
+            quantize_config = quantize_config_class()(**found.config)
             return quantization.quantize_annotate_layer(layer, quantize_config=quantize_config)
         return quantization.quantize_annotate_layer(layer)
 
@@ -269,6 +383,17 @@ def run(
         "notes": notes,
     }
     return StepResult(qat_model, history, details)
+
+
+def _registry() -> Any:
+    from edgesmith.zoo.tfkeras import tfmot
+
+    tfmot()
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_module,
+    )
+
+    return registry_module.Default8BitQuantizeRegistry()
 
 
 def _preserve_mode(model: Any, preserve: str) -> str:
@@ -375,12 +500,12 @@ def calibrate_ranges(qat_model: Any, float_model: Any, x: np.ndarray, batch_size
 
 
 def _calibrate_lstms(qat_model: Any, float_model: Any, x: np.ndarray, batch_size: int) -> None:
-    """Each QuantizedLSTM's ranges from what the float LSTM of the same name reads."""
-    from edgesmith.compress.qat_lstm import calibrate
+    """Each QuantizedLSTM's / QuantizedRNN's ranges from what the float layer of the same name reads."""
+    from edgesmith.compress import qat_lstm, qat_rnn
     from edgesmith.zoo.tfkeras import keras
 
     twins = [inner_layer(layer) for layer in qat_model.layers]
-    twins = [layer for layer in twins if type(layer).__name__ == "QuantizedLSTM"]
+    twins = [t for t in twins if type(t).__name__ in ("QuantizedLSTM", "QuantizedRNN")]
     if not twins:
         return
     probe = keras().Model(
@@ -393,7 +518,8 @@ def _calibrate_lstms(qat_model: Any, float_model: Any, x: np.ndarray, batch_size
         for found, value in zip(batches, outputs, strict=True):
             found.append(np.asarray(value))
     for twin, found in zip(twins, batches, strict=True):
-        calibrate(twin, found)
+        module = qat_lstm if type(twin).__name__ == "QuantizedLSTM" else qat_rnn
+        module.calibrate(twin, found)
 
 
 def _range_variables(layer: Any) -> list[tuple[Any, Any]]:

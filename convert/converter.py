@@ -75,8 +75,16 @@ def convert_model(
     calibration: str | os.PathLike[str] | None = None,
     eval_file: str | os.PathLike[str] | None = None,
     json_out: str | os.PathLike[str] | None = None,
+    data: Any = None,
+    trust: bool = False,
+    custom_objects: Any = None,
+    image_scale: float | None = None,
 ) -> ConversionResult:
-    """Convert ``model`` (zoo name, model folder or Keras file) to ``out`` per ``config``.
+    """Convert ``model`` (zoo name, model folder, Keras file or live model) to ``out``.
+
+    ``data`` (an .npz, an image folder, a zoo set name, arrays) calibrates int8 with its
+    training split and measures parity and accuracy on its test split; ``trust`` and
+    ``custom_objects`` are as in :func:`~edgesmith.convert.source.load_source`.
 
     Raises :class:`~edgesmith.convert.parity.ParityError` (after writing the record) when
     the converted model drifts past the mode's tolerance; ``out`` is then left untouched.
@@ -91,20 +99,31 @@ def convert_model(
     json_path = Path(json_out) if json_out else default_json_path(out)
     started = time.perf_counter()
     source = load_source(
-        model, store=store, data_dir=data_dir, calibration=calibration, eval_file=eval_file
+        model,
+        store=store,
+        data_dir=data_dir,
+        calibration=calibration,
+        eval_file=eval_file,
+        data=data,
+        trust=trust,
+        custom_objects=custom_objects,
+        image_scale=image_scale,
     )
     qat = source.is_qat
     if config.needs_calibration and source.x_calibration is None and not qat:
         raise ConfigError(
             f"--quant {config.quant} for {source.path}: no calibration data",
-            expected="a zoo model or model folder (its training split calibrates), or "
-            "--calibration FILE.npz with an 'x' array of real input samples",
-            fix="pass --calibration FILE.npz (for example from `edgesmith zoo export-eval "
-            "NAME --split train --out FILE.npz`)",
+            expected="a zoo model or model folder (its training split calibrates), --data "
+            "with your data set, or --calibration FILE.npz with an 'x' array of real inputs",
+            fix="pass --data PATH (an .npz or a folder of class folders of images) or "
+            "--calibration FILE.npz",
         )
     x_eval, y_eval, eval_note = _eval_inputs(source, config)
-    from edgesmith.zoo.train import predict
+    from edgesmith.core.metrics import metric_name
+    from edgesmith.zoo.train import output_kind, predict
 
+    kind = output_kind(source.model)
+    logits = kind == "logits"
     reference = predict(source.model, x_eval)
     notes = list(source.notes)
     if eval_note:
@@ -163,7 +182,7 @@ def convert_model(
         tmp.write_bytes(converted.content)
         # XNNPACK cannot prepare sparse int8 FULLY_CONNECTED; LiteRT's builtin kernels can.
         outputs = predict_file(tmp, x_eval, xnnpack=not config.sparse)
-        parity = compare(reference, outputs, config.tolerance)
+        parity = compare(reference, outputs, config.tolerance, logits=logits)
         sizes = file_sizes(tmp)
         extra["ops"] = _op_summary(tmp, config.format)
         if config.format == "tflite" and getattr(converted, "dense_bytes", None):
@@ -182,13 +201,14 @@ def convert_model(
         if y_eval is not None:
             from edgesmith.core.metrics import accuracy as top1
 
-            accuracy = top1(y_eval, outputs)
-            reference_accuracy = top1(y_eval, reference)
+            accuracy = top1(y_eval, outputs, logits=logits)
+            reference_accuracy = top1(y_eval, reference, logits=logits)
         extra["reference"] = {"format": "keras", "accuracy": reference_accuracy}
         extra["convert_seconds"] = round(time.perf_counter() - started, 2)
         record = record.updated(
             **sizes,
             accuracy=accuracy,
+            metric=metric_name(kind, int(reference.shape[-1])) if accuracy is not None else None,
             samples=len(x_eval),
             parity=parity,
         )

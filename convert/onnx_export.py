@@ -58,6 +58,8 @@ def to_onnx(
     model, strategy, notes = export_model(model, family, config)
     strategy.update(exporter="tf2onnx.convert.from_keras", opset=config.opset)
     proto = _export(model, config)
+    if _replace_erfc(proto):
+        strategy["erfc"] = "rewritten as 1 - Erf (gelu)"
     _check(proto, "tf2onnx export")
     with tempfile.TemporaryDirectory(prefix="edgesmith-onnx-") as tmp:
         work = Path(tmp)
@@ -137,6 +139,33 @@ def _export(model: Any, config: ConversionConfig) -> Any:
     return proto
 
 
+def _replace_erfc(proto: Any) -> bool:
+    """Rewrite each ``Erfc(x)`` node (no such ONNX op) as ``1 - Erf(x)``; True if any.
+
+    tf2onnx maps TensorFlow's Erfc (Keras' exact gelu computes ``0.5 x erfc(-x / sqrt 2)``)
+    to an ``Erfc`` node that onnx.checker rejects at every opset.
+    """
+    import onnx
+    from onnx import helper
+
+    graph = proto.graph
+    if not any(node.op_type == "Erfc" for node in graph.node):
+        return False
+    one = "edgesmith_erfc_one"
+    graph.initializer.append(onnx.numpy_helper.from_array(np.array(1.0, np.float32), one))
+    nodes = []
+    for index, node in enumerate(graph.node):
+        if node.op_type != "Erfc":
+            nodes.append(node)
+            continue
+        erf = f"{node.output[0]}_erf{index}"
+        nodes.append(helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}_erf"))
+        nodes.append(helper.make_node("Sub", [one, erf], list(node.output), name=node.name))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return True
+
+
 def _check(proto: Any, stage: str) -> None:
     import onnx
 
@@ -188,7 +217,11 @@ def _dynamic(src: Path, work: Path, strategy: dict[str, Any], notes: list[str]) 
 
 
 def _static_int8(
-    src: Path, work: Path, x_cal: np.ndarray, config: ConversionConfig, strategy: dict[str, Any]
+    src: Path,
+    work: Path,
+    x_cal: np.ndarray,
+    config: ConversionConfig,
+    strategy: dict[str, Any],
 ) -> Path:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -203,7 +236,7 @@ def _static_int8(
     # Shapes are static (fixed batch), so ONNX's own shape inference is enough.
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
     step = config.batch_size or 1
-    dtype = np.int32 if np.issubdtype(x_cal.dtype, np.integer) else np.float32
+    dtype = _input_dtype(src)  # token ids: the exported input is int32 whatever x_cal holds
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -216,21 +249,40 @@ def _static_int8(
             return None if batch is None else {"input": batch}
 
     out = work / "int8.onnx"
-    quantize_static(
-        str(prepared),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=config.per_channel,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+
+    try:
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=config.per_channel,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    except ValueError as exc:
+        # ONNX Runtime's int32-bias scale check fails on a 2-D constant added after a
+        # MatMul (an unrolled SimpleRNN's first step, h0 = 0: its product is folded).
+        raise ModelFileError(
+            f"ONNX Runtime's static int8 quantizer failed on the model ({exc})"[:300],
+            expected="a graph ONNX Runtime's QDQ quantizer handles (it fails on unrolled "
+            "SimpleRNN layers)",
+            fix="use --format tflite --quant int8, or --format onnx --quant dynamic",
+        ) from exc
     channel = "per-channel" if config.per_channel else "per-tensor"
     strategy["quantizer"] = (
         f"onnxruntime.quantization.quantize_static (QDQ, {channel} int8 weights, int8 activations)"
     )
     return out
+
+
+def _input_dtype(path: Path) -> Any:
+    """The numpy type of the ONNX model's first input."""
+    import onnx
+
+    elem_type = onnx.load(path).graph.input[0].type.tensor_type.elem_type
+    return onnx.helper.tensor_dtype_to_np_dtype(elem_type)
 
 
 def _has_op(path: Path, op_type: str) -> bool:

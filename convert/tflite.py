@@ -62,6 +62,8 @@ from edgesmith.core.native_log import native_log
 # Ops of an unrolled LSTM cell kept in float by lstm_int8="float-gates" (the converter's
 # selective quantization, as tf.lite.experimental.QuantizationDebugger's denylisted_ops).
 LSTM_FLOAT_GATE_OPS = ("ADD", "MUL", "LOGISTIC", "TANH", "SPLIT")
+# Recurrent layers export_model unrolls over their fixed time steps.
+_RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional"})
 
 
 @dataclass
@@ -87,11 +89,16 @@ def export_model(
     k = keras()
     strategy: dict[str, Any] = {}
     notes: list[str] = []
-    lstm_layers = [layer for layer in model.layers if type(layer).__name__ == "LSTM"]
+    # Every recurrent layer is unrolled the same way: GRU and SimpleRNN loops (and those
+    # inside Bidirectional) also convert to a WHILE loop, and TF 2.21's full-int8
+    # calibration of a GRU loop crashed the process (segmentation fault).
+    lstm_layers = [layer for layer in model.layers if type(layer).__name__ in _RECURRENT]
     # ONNX has a stateless LSTM op that ONNX Runtime quantizes dynamically, but its static
     # QDQ quantizer leaves LSTM in float: unrolled, the LSTM's products become MatMuls
     # that the int8 mode does quantize.
-    wants_unroll = config.format == "tflite" or config.quant == "int8"
+    # tf2onnx has no SimpleRNN pattern: its loop exports as an invalid graph, so a
+    # SimpleRNN is unrolled for ONNX in every mode.
+    wants_unroll = config.format == "tflite" or config.quant == "int8" or _has_simple_rnn(model)
     # A QAT model is exported as trained (its wrappers do not survive a rebuild).
     unroll = bool(lstm_layers) and config.lstm == "unroll" and wants_unroll and not qat
     if lstm_layers:
@@ -99,7 +106,7 @@ def export_model(
         if unroll and config.format == "tflite":
             strategy["lstm"] = f"unrolled over {steps} time steps (stateless graph)"
             notes.append(
-                f"LSTM: unrolled over its {steps} time steps, not the fused "
+                f"{_recurrent_names(lstm_layers)}: unrolled over its {steps} time steps, not the fused "
                 "UNIDIRECTIONAL_SEQUENCE_LSTM op: TF 2.21's fused op carries its state from "
                 "one invoke() to the next, which put the previous sample's state into every "
                 "sample (lstm-digits: 14% top-1 in float32, 20% in int8, against 96% after "
@@ -108,7 +115,8 @@ def export_model(
         elif unroll:
             strategy["lstm"] = f"unrolled over {steps} time steps (MatMuls for QDQ int8)"
             notes.append(
-                f"LSTM: unrolled over its {steps} time steps so that static QDQ int8 "
+                f"{_recurrent_names(lstm_layers)}: unrolled over its {steps} time steps so "
+                "that static QDQ int8 "
                 "quantizes its matrix products (ONNX Runtime leaves the LSTM op in float)"
             )
         elif config.format == "onnx":
@@ -165,7 +173,12 @@ def export_model(
 
     def clone_layer(layer: Any) -> Any:
         cfg = layer.get_config()
-        if unroll and type(layer).__name__ == "LSTM":
+        if unroll and type(layer).__name__ == "Bidirectional":
+            for key in ("layer", "backward_layer"):
+                if key in cfg:
+                    cfg[key] = {**cfg[key], "config": {**cfg[key]["config"], "unroll": True}}
+            return type(layer).from_config(cfg)
+        if unroll and type(layer).__name__ in _RECURRENT:
             return type(layer).from_config({**cfg, "unroll": True})
         if decompose_ln and type(layer).__name__ == "LayerNormalization":
             return _mul_layer_norm(k).from_config(cfg)
@@ -417,6 +430,19 @@ def converter_message(message: str, log: str = "") -> str:
                 return match.group(1).strip()[:300]
     first = next((line for line in message.splitlines() if line.strip()), message)
     return first.strip()[:300]
+
+
+def _has_simple_rnn(model: Any) -> bool:
+    for layer in model.layers:
+        inner = getattr(layer, "forward_layer", layer)  # Bidirectional
+        if type(inner).__name__ == "SimpleRNN":
+            return True
+    return False
+
+
+def _recurrent_names(layers: list[Any]) -> str:
+    """``LSTM`` or ``GRU/Bidirectional``: the recurrent layer classes of a model, for notes."""
+    return "/".join(dict.fromkeys(type(layer).__name__ for layer in layers))
 
 
 def _feeds_embedding(model: Any) -> bool:

@@ -33,6 +33,22 @@ LSTM_ROLES = (
     "cell",
     "hidden",
 )
+# The roles of a QuantizedRNN per cell kind (per direction), in creation order.
+RNN_ROLES = {
+    "lstm": LSTM_ROLES,
+    "gru": (
+        "input_proj",
+        "recurrent_proj",
+        "gates",
+        "reset_hidden",
+        "candidate_sum",
+        "keep",
+        "update",
+        "hidden",
+    ),
+    "simple": ("input_proj", "recurrent_proj", "gates"),
+}
+RNN_MERGE_MODES = ("concat", "sum", "ave", "mul")
 # tfmot's MovingAverageQuantizer decay.
 _EMA_DECAY = 0.999
 # TFLite int8 LOGISTIC and TANH output ranges (fixed by the kernels).
@@ -47,6 +63,7 @@ def custom_objects() -> dict[str, Any]:
     return {
         "EdgesmithQuantizeConfig": quantize_config_class(),
         "QuantizedLSTM": quantized_lstm_class(),
+        "QuantizedRNN": quantized_rnn_class(),
         **zoo_objects(),
     }
 
@@ -240,3 +257,252 @@ def quantized_lstm_class() -> type:
             }
 
     return QuantizedLSTM
+
+
+@functools.lru_cache(maxsize=1)
+def quantized_rnn_class() -> type:
+    """``QuantizedRNN``: a GRU, SimpleRNN or LSTM, one- or two-directional, unrolled like
+    :func:`quantized_lstm_class` (every product, gate and state fake-quantized as int8).
+
+    ``cell`` is ``lstm``, ``gru`` (Keras' default ``reset_after=True`` form) or ``simple``
+    (tanh); ``directions`` is ``forward``, ``backward`` (``go_backwards=True``) or
+    ``both`` (a ``Bidirectional`` wrapper, its two outputs merged by ``merge_mode``).
+    Each direction has its own weights and ranges. While ``collecting`` holds a dict the
+    layer computes in float and records each role's batch (min, max) there instead of
+    rounding: that is how :mod:`edgesmith.compress.qat_rnn` calibrates it.
+    """
+    from edgesmith.zoo.tfkeras import keras, tf
+
+    k, t = keras(), tf()
+
+    class QuantizedRNN(k.layers.Layer):
+        """A recurrent layer unrolled into int8-simulating ops (see :func:`quantized_rnn_class`)."""
+
+        def __init__(
+            self,
+            cell: str,
+            units: int,
+            return_sequences: bool = False,
+            use_bias: bool = True,
+            directions: str = "forward",
+            merge_mode: str = "concat",
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(**kwargs)
+            self.cell = str(cell)
+            self.units = int(units)
+            self.return_sequences = bool(return_sequences)
+            self.use_bias = bool(use_bias)
+            self.directions = str(directions)
+            self.merge_mode = str(merge_mode)
+            # A plain attribute (not tracked by Keras): set only while calibrating.
+            object.__setattr__(self, "collecting", None)
+
+        @property
+        def direction_names(self) -> tuple[str, ...]:
+            return ("forward", "backward") if self.directions == "both" else (self.directions,)
+
+        def build(self, input_shape: Any) -> None:
+            features = int(input_shape[-1])
+            self.steps = int(input_shape[1])
+            gates = {"lstm": 4, "gru": 3, "simple": 1}[self.cell] * self.units
+            bias_shape = (2, gates) if self.cell == "gru" else (gates,)
+            limit = {"trainable": False, "initializer": "zeros"}
+            self.params: dict[str, dict[str, Any]] = {}
+            self.ranges: dict[str, tuple[Any, Any]] = {}
+            for d in self.direction_names:
+                own = {
+                    "kernel": self.add_weight(f"{d}_kernel", shape=(features, gates)),
+                    "recurrent_kernel": self.add_weight(
+                        f"{d}_recurrent_kernel", shape=(self.units, gates)
+                    ),
+                    "bias": self.add_weight(f"{d}_bias", shape=bias_shape, initializer="zeros")
+                    if self.use_bias
+                    else None,
+                    "kernel_max": self.add_weight(f"{d}_kernel_max", shape=(), **limit),
+                    "recurrent_kernel_max": self.add_weight(
+                        f"{d}_recurrent_kernel_max", shape=(), **limit
+                    ),
+                }
+                self.params[d] = own
+                for role in RNN_ROLES[self.cell]:
+                    self.ranges[f"{d}_{role}"] = (
+                        self.add_weight(f"{d}_{role}_min", shape=(), **limit),
+                        self.add_weight(f"{d}_{role}_max", shape=(), **limit),
+                    )
+            if self.directions == "both" and self.merge_mode != "concat":
+                self.ranges["merged"] = (
+                    self.add_weight("merged_min", shape=(), **limit),
+                    self.add_weight("merged_max", shape=(), **limit),
+                )
+            super().build(input_shape)
+
+        # -- rounding as the int8 kernels do, or recording ranges while collecting ------
+
+        def _weight(self, weight: Any, limit: Any, training: bool) -> Any:
+            if self.collecting is not None:
+                return weight
+            if training:
+                limit.assign(t.reduce_max(t.abs(weight)))
+            m = t.maximum(limit, 1e-8)
+            return t.quantization.fake_quant_with_min_max_vars(
+                weight, -m, m, num_bits=8, narrow_range=True
+            )
+
+        def _act(self, x: Any, role: str, training: bool) -> Any:
+            if self.collecting is not None:
+                self.collecting.setdefault(role, []).append(
+                    (float(t.reduce_min(x)), float(t.reduce_max(x)))
+                )
+                return x
+            low, high = self.ranges[role]
+            if training:
+                low.assign(_EMA_DECAY * low + (1 - _EMA_DECAY) * t.minimum(t.reduce_min(x), 0.0))
+                high.assign(_EMA_DECAY * high + (1 - _EMA_DECAY) * t.maximum(t.reduce_max(x), 0.0))
+            return t.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
+
+        def _fixed(self, x: Any, bounds: tuple[float, float]) -> Any:
+            if self.collecting is not None:
+                return x
+            return t.quantization.fake_quant_with_min_max_args(
+                x, min=bounds[0], max=bounds[1], num_bits=8
+            )
+
+        # -- one direction over every time step -----------------------------------------
+
+        def _run(self, inputs: Any, d: str, training: bool) -> list[Any]:
+            own = self.params[d]
+            kernel = self._weight(own["kernel"], own["kernel_max"], training)
+            recurrent = self._weight(own["recurrent_kernel"], own["recurrent_kernel_max"], training)
+            order = range(self.steps - 1, -1, -1) if d == "backward" else range(self.steps)
+            step = {"lstm": self._lstm_step, "gru": self._gru_step, "simple": self._simple_step}
+            state: Any = None
+            outputs = []
+            for index in order:
+                x = inputs[:, index, :]
+                h, state = step[self.cell](x, state, kernel, recurrent, own["bias"], d, training)
+                outputs.append(h)
+            return outputs
+
+        def _part(self, z: Any, index: int) -> Any:
+            # Slices (STRIDED_SLICE), never SPLIT: see QuantizedLSTM.call on unused outputs.
+            return z[:, index * self.units : (index + 1) * self.units]
+
+        def _lstm_step(
+            self, x: Any, state: Any, kernel: Any, recurrent: Any, bias: Any, d: str, training: bool
+        ) -> tuple[Any, Any]:
+            role = lambda name: f"{d}_{name}"  # noqa: E731
+            z = t.matmul(x, kernel)
+            if bias is not None:
+                z = t.nn.bias_add(z, bias)
+            z = self._act(z, role("input_proj"), training)
+            if state is not None:
+                h, c = state
+                r = self._act(t.matmul(h, recurrent), role("recurrent_proj"), training)
+                z = self._act(z + r, role("gates"), training)
+            i = self._fixed(t.sigmoid(self._part(z, 0)), SIGMOID_RANGE)
+            g = self._fixed(t.tanh(self._part(z, 2)), TANH_RANGE)
+            o = self._fixed(t.sigmoid(self._part(z, 3)), SIGMOID_RANGE)
+            ig = self._act(i * g, role("input_gate"), training)
+            if state is None:
+                c = ig
+            else:
+                f = self._fixed(t.sigmoid(self._part(z, 1)), SIGMOID_RANGE)
+                fc = self._act(f * c, role("forget_cell"), training)
+                c = self._act(fc + ig, role("cell"), training)
+            h = self._act(o * self._fixed(t.tanh(c), TANH_RANGE), role("hidden"), training)
+            return h, (h, c)
+
+        def _gru_step(
+            self, x: Any, state: Any, kernel: Any, recurrent: Any, bias: Any, d: str, training: bool
+        ) -> tuple[Any, Any]:
+            role = lambda name: f"{d}_{name}"  # noqa: E731
+            u = self.units
+            zx = t.matmul(x, kernel)
+            if bias is not None:
+                zx = zx + bias[0]
+            zx = self._act(zx, role("input_proj"), training)
+            if state is None:
+                # h0 = 0: the recurrent product is its bias alone.
+                zh = bias[1] if bias is not None else None
+            else:
+                zh = t.matmul(state, recurrent)
+                if bias is not None:
+                    zh = zh + bias[1]
+                zh = self._act(zh, role("recurrent_proj"), training)
+            gates = zx[:, : 2 * u]
+            if zh is not None:
+                gates = self._act(gates + zh[..., : 2 * u], role("gates"), training)
+            z = self._fixed(t.sigmoid(gates[:, :u]), SIGMOID_RANGE)
+            r = self._fixed(t.sigmoid(gates[:, u:]), SIGMOID_RANGE)
+            candidate = self._part(zx, 2)
+            if zh is not None:
+                reset = self._act(r * zh[..., 2 * u :], role("reset_hidden"), training)
+                candidate = self._act(candidate + reset, role("candidate_sum"), training)
+            hh = self._fixed(t.tanh(candidate), TANH_RANGE)
+            update = self._act(self._fixed(1.0 - z, (0.0, 1.0)) * hh, role("update"), training)
+            if state is None:
+                h = update
+            else:
+                keep = self._act(z * state, role("keep"), training)
+                h = self._act(keep + update, role("hidden"), training)
+            return h, h
+
+        def _simple_step(
+            self, x: Any, state: Any, kernel: Any, recurrent: Any, bias: Any, d: str, training: bool
+        ) -> tuple[Any, Any]:
+            role = lambda name: f"{d}_{name}"  # noqa: E731
+            z = t.matmul(x, kernel)
+            if bias is not None:
+                z = t.nn.bias_add(z, bias)
+            z = self._act(z, role("input_proj"), training)
+            if state is not None:
+                r = self._act(t.matmul(state, recurrent), role("recurrent_proj"), training)
+                z = self._act(z + r, role("gates"), training)
+            h = self._fixed(t.tanh(z), TANH_RANGE)
+            return h, h
+
+        def call(self, inputs: Any, training: Any = None) -> Any:
+            training = bool(training) and self.collecting is None
+            results = []
+            for d in self.direction_names:
+                outputs = self._run(inputs, d, training)
+                if self.return_sequences:
+                    if d == "backward" and self.directions == "both":
+                        outputs = outputs[::-1]  # Bidirectional aligns the backward pass in time
+                    results.append(t.stack(outputs, axis=1))
+                else:
+                    results.append(outputs[-1])
+            if len(results) == 1:
+                return results[0]
+            forward, backward = results
+            if self.merge_mode == "concat":
+                return t.concat([forward, backward], axis=-1)
+            if self.merge_mode == "sum":
+                merged = forward + backward
+            elif self.merge_mode == "ave":
+                merged = (forward + backward) * 0.5
+            else:
+                merged = forward * backward
+            return self._act(merged, "merged", training)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            width = self.units * (
+                2 if self.directions == "both" and self.merge_mode == "concat" else 1
+            )
+            if self.return_sequences:
+                return (input_shape[0], input_shape[1], width)
+            return (input_shape[0], width)
+
+        def get_config(self) -> dict[str, Any]:
+            return {
+                **super().get_config(),
+                "cell": self.cell,
+                "units": self.units,
+                "return_sequences": self.return_sequences,
+                "use_bias": self.use_bias,
+                "directions": self.directions,
+                "merge_mode": self.merge_mode,
+            }
+
+    return QuantizedRNN
