@@ -112,6 +112,13 @@ def compress_model(
         image_scale=image_scale,
         seed=seed,
     )
+    if stored.card.source.get("convert_only"):
+        raise ConfigError(
+            f"{model}: a SavedModel of TensorFlow graphs with no Keras model in it",
+            expected="a Keras model (.keras, .h5, or a SavedModel written by Keras 2)",
+            fix="compress the Keras model it was exported from; this folder can still be "
+            "converted (edgesmith convert) and benchmarked",
+        )
     for note in data.notes:  # skipped files, data changed since preprocessing
         as_progress(progress)(ProgressEvent(TASK, f"data: {note}"))
     if stored.card.qat:

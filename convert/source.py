@@ -106,8 +106,14 @@ def load_source(
         card=card if (splits is not None or not user) else None,
         steps=[] if user else _lineage(card),
     )
-    if user:
+    if user and card.source.get("convert_only"):
+        source.notes.append(
+            "SavedModel of graphs only (no Keras model): converted through its "
+            "serving_default signature"
+        )
+    elif user:
         source.notes.append(f"model of your own: family {card.family!r} detected from its layers")
+    if user:
         rebuild = card.source.get("rebuild")
         if rebuild:
             source.notes.append(

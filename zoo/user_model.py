@@ -101,9 +101,9 @@ def open_model_and_data(
         return _with_data(stored, splits), splits
     objects = _custom_objects(custom_objects)
     if isinstance(model, (str, os.PathLike)):
-        from edgesmith.zoo.safe_load import load_model_file
+        from edgesmith.zoo.safe_load import inspect_model_file, load_model_file
 
-        loaded, info = load_model_file(Path(model), trust=trust, custom_objects=objects)
+        info = inspect_model_file(Path(model), custom_objects=objects)
         name = Path(model).stem if Path(model).is_file() else Path(model).name
         source = {
             "file": str(model),
@@ -111,6 +111,15 @@ def open_model_and_data(
             "format": info.format,
             "keras": info.keras_version,
         }
+        if info.format == "savedmodel" and not info.has_keras_model:
+            from edgesmith.zoo.signature_model import wrap_saved_model
+
+            # Graphs only (keras.Model.export, tf.saved_model.save): it converts and
+            # benchmarks; there are no Keras layers to compress.
+            loaded = wrap_saved_model(Path(model))
+            source["convert_only"] = True
+        else:
+            loaded, info = load_model_file(Path(model), trust=trust, custom_objects=objects)
     else:
         loaded, name = model, getattr(model, "name", "model") or "model"
         source = {"file": IN_MEMORY, "format": "keras.Model", "keras": _keras_version(model)}

@@ -205,3 +205,37 @@ def test_the_python_api_takes_a_live_model_and_arrays(tmp_path):
     )
     assert result.record.accuracy is not None
     assert result.record.samples == card.split["test"]
+
+
+def test_an_exported_savedmodel_converts_and_benches_but_does_not_compress(tmp_path, capsys):
+    """keras.Model.export writes graphs, no Keras model: convert and bench, not compress."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.images.astype(np.float32)[..., np.newaxis], digits.target
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    import keras
+
+    model = _build("cnn")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    model.export(str(tmp_path / "exported"), verbose=False)
+    for quant in ("none", "int8"):
+        out = tmp_path / f"e-{quant}.tflite"
+        argv = ["convert", str(tmp_path / "exported"), "--data", str(tmp_path / "data.npz")]
+        argv += ["--format", "tflite", "--quant", quant, "--out", str(out)]
+        assert main([*argv, "--json", str(tmp_path / f"{quant}.json")]) == 0, quant
+        record = json.loads((tmp_path / f"{quant}.json").read_text())
+        assert record["parity"]["ok"] and record["params"] == model.count_params()
+        assert any("graphs only" in note for note in record["notes"])
+    onnx = ["convert", str(tmp_path / "exported"), "--format", "onnx", "--out"]
+    assert main([*onnx, str(tmp_path / "e.onnx")]) == 0
+    capsys.readouterr()
+    bench = ["bench", str(tmp_path / "e-int8.tflite"), "--data", str(tmp_path / "data.npz")]
+    assert main([*bench, "--backend", "litert", "--runs", "3", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        record["accuracy"], abs=1e-9
+    )
+    argv = ["compress", str(tmp_path / "exported"), "--data", str(tmp_path / "data.npz")]
+    assert main([*argv, "--recipe", "prune", "--out", str(tmp_path / "c")]) == 2
+    assert "no Keras model" in capsys.readouterr().err
