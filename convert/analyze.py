@@ -288,7 +288,20 @@ def analyze(path: str | os.PathLike[str], target: str) -> dict[str, Any]:
     """Predict which ops of the .tflite file at ``path`` map to ``target`` (edgetpu or gpu)."""
     if target not in TARGETS:
         raise ConfigError(f"--target {target}", expected=f"one of {', '.join(TARGETS)}")
-    graph = read_graph(path)
+    from edgesmith.core.errors import ModelFileError
+
+    try:
+        graph = read_graph(path)
+    except ModelFileError:
+        if Path(path).suffix.lower() != ".onnx":
+            raise
+        raise ModelFileError(
+            f"{path}: an .onnx file; the {target} analysis reads the ops of .tflite files "
+            "(the Edge TPU and LiteRT's GPU delegate run TFLite models)",
+            expected="a .tflite file",
+            fix="convert the model with --format tflite (and --quant int8 for the Edge TPU), "
+            "then analyze that file",
+        ) from None
     return analyze_edgetpu(graph) if target == "edgetpu" else analyze_gpu(graph)
 
 

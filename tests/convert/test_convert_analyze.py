@@ -167,3 +167,13 @@ def test_a_buffer_shared_by_several_tensors_counts_once():
     tensors = [weight(0, 1), weight(1, 1), weight(2, 2)]
     graph = Graph(Path("m.tflite"), [Subgraph(tensors, [], [], [])])
     assert graph.constant_bytes == 2 * 64
+
+
+def test_an_onnx_file_is_told_to_convert_to_tflite_first(tmp_path, capsys):
+    from edgesmith.cli import main
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x08\x12\x07tf2onnx" + bytes(64))
+    assert main(["analyze", str(path), "--target", "edgetpu"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "--format tflite" in err
