@@ -224,7 +224,10 @@ def run(
     steps_per_epoch = int(np.ceil(len(data.y_train) / batch_size))
     steps = steps_per_epoch * config.epochs
     frequency = config.frequency or max(1, min(100, steps // 10))
-    first_full = 0  # the first epoch that ends at the target sparsity
+    # The first epoch that ends at the target sparsity. A constant schedule reaches it at
+    # its first pruning step, which tfmot takes at step ``frequency`` (not step 0): an
+    # epoch that ends before it holds the unpruned weights and must not be kept as best.
+    first_full = min(config.epochs - 1, frequency // steps_per_epoch)
     end = 0
     if config.schedule == "poly":
         end = max(frequency, int(steps * config.ramp_end) // frequency * frequency)

@@ -105,3 +105,24 @@ def test_excluding_everything_is_refused(tiny):
     case = tiny["cnn"]
     with pytest.raises(ConfigError, match="no layer left to prune"):
         prune.run(case.model, case.data, prune.PruneConfig(exclude="."))
+
+
+def test_a_long_constant_schedule_keeps_a_pruned_epoch_not_the_unpruned_first():
+    """tfmot's first pruning step is ``frequency``: with frequency longer than an epoch the
+    first epochs end unpruned, and keep_best must not pick them (it once returned 0%)."""
+    from edgesmith.zoo.datasets import DatasetSplits
+    from edgesmith.zoo.tfkeras import keras
+
+    k = keras()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    data = DatasetSplits("toy", "t", x[:64], y[:64], x[64:80], y[64:80], x[80:], y[80:],
+                         ("0", "1"), {})  # fmt: skip
+    inputs = k.Input((6,))
+    model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(k.layers.Dense(16)(inputs)))
+    # 2 steps an epoch, 30 epochs: frequency 6, the first pruning step in epoch 3.
+    config = prune.PruneConfig(sparsity=0.5, epochs=30, batch_size=32)
+    result = prune.run(model, data, config)
+    assert weight_summary(result.model)["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert result.history["kept_epoch"][0] >= 3
