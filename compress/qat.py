@@ -335,7 +335,7 @@ def run(
 
     set_seed(context.seed)
     with tfmot_errors("qat"):
-        annotated = rewrap(copy_model(model), annotate)
+        annotated = rewrap(copy_model(model, float_inputs=True), annotate)
         with quantization.quantize_scope(objects):
             try:
                 qat_model = quantization.quantize_apply(annotated, scheme=_scheme(preserve))

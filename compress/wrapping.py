@@ -10,11 +10,25 @@ from typing import Any
 from edgesmith.core.errors import ConfigError
 
 
-def copy_model(model: Any) -> Any:
-    """A copy of ``model`` with its own weights (the input is never trained in place)."""
+def copy_model(model: Any, *, float_inputs: bool = False) -> Any:
+    """A copy of ``model`` with its own weights (the input is never trained in place).
+
+    ``float_inputs``: integer inputs (token ids) become float32 ones, which an Embedding
+    casts back: tfmot puts a fake-quantizer after every model input, and it takes floats
+    only (the zoo's token models take float ids for the same reason).
+    """
     from edgesmith.zoo.tfkeras import keras
 
-    clone = keras().models.clone_model(model)
+    k = keras()
+    tensors = None
+    if float_inputs and any(t.dtype.is_integer for t in model.inputs):
+        tensors = [
+            k.Input(tuple(t.shape[1:]), dtype="float32", name=t.name.split(":")[0])
+            if t.dtype.is_integer
+            else k.Input(tuple(t.shape[1:]), dtype=t.dtype, name=t.name.split(":")[0])
+            for t in model.inputs
+        ]
+    clone = k.models.clone_model(model, input_tensors=tensors)
     clone.set_weights(model.get_weights())
     return clone
 

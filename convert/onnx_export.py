@@ -77,6 +77,10 @@ def to_onnx(
             x_cal = pick_samples(x_calibration, config.calibration_samples, config.seed)
             with _quiet_logging():
                 out = _static_int8(float_path, work, x_cal, config, strategy)
+                if config.per_channel:
+                    out = _per_tensor_if_better(float_path, out, work, x_cal, config, strategy)
+            if strategy.get("per_channel_fallback"):
+                notes.append(strategy["per_channel_fallback"])
             strategy["calibration"] = {"method": "min/max (QDQ)", "samples": len(x_cal)}
         final = compact_names(onnx.load(out))
         _check(final, f"--quant {config.quant}")
@@ -275,6 +279,63 @@ def _static_int8(
         f"onnxruntime.quantization.quantize_static (QDQ, {channel} int8 weights, int8 activations)"
     )
     return out
+
+
+# Below this agreement with the float model on the calibration samples, per-channel int8
+# is compared with per-tensor int8 (some graphs, such as Conv1D layers exported through
+# reshapes, lose much more with per-channel scales) and the better one is kept.
+PER_CHANNEL_MIN_AGREEMENT = 0.97
+
+
+def _per_tensor_if_better(
+    float_path: Path,
+    int8_path: Path,
+    work: Path,
+    x_cal: np.ndarray,
+    config: ConversionConfig,
+    strategy: dict[str, Any],
+) -> Path:
+    """Per-channel int8, unless per-tensor agrees clearly better with the float model."""
+    from dataclasses import replace
+
+    reference = _run_onnx(float_path, x_cal, config)
+    per_channel = _agreement(reference, _run_onnx(int8_path, x_cal, config))
+    if per_channel >= PER_CHANNEL_MIN_AGREEMENT:
+        return int8_path
+    tensor_dir = work / "per-tensor"
+    tensor_dir.mkdir()
+    tensor_strategy: dict[str, Any] = {}
+    per_tensor_config = replace(config, per_channel=False)
+    candidate = _static_int8(float_path, tensor_dir, x_cal, per_tensor_config, tensor_strategy)
+    per_tensor = _agreement(reference, _run_onnx(candidate, x_cal, config))
+    if per_tensor <= per_channel:
+        return int8_path
+    strategy.update(tensor_strategy)
+    strategy["per_channel_fallback"] = (
+        f"int8 weights per tensor: per-channel scales agreed with the float model on "
+        f"{per_channel:.1%} of the calibration samples, per-tensor on {per_tensor:.1%}"
+    )
+    return candidate
+
+
+def _run_onnx(path: Path, x: np.ndarray, config: ConversionConfig) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    step = config.batch_size or len(x)
+    dtype = _input_dtype(path)
+    outputs = [
+        session.run(None, {name: x[i : i + step].astype(dtype)})[0]
+        for i in range(0, len(x) - step + 1, step)
+    ]
+    return np.concatenate(outputs).reshape(len(outputs) * step, -1)
+
+
+def _agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    from edgesmith.core.metrics import predicted_classes
+
+    return float(np.mean(predicted_classes(reference) == predicted_classes(candidate)))
 
 
 def _input_dtype(path: Path) -> Any:

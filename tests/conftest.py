@@ -72,7 +72,11 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 SLOW_FIXTURES = {"tiny", "tiny_models", "tiny_store", "token_tiny", "zoo_tflite", "fresh_venvs"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    heavy_asked = "heavy" in (config.getoption("-m") or "")
+    skip_heavy = pytest.mark.skip(reason="minutes per model: run with -m heavy")
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("heavy") is not None and not heavy_asked:
+            item.add_marker(skip_heavy)

@@ -38,6 +38,7 @@ from edgesmith.zoo.keras3_back import (
     one,
     sample_inputs,
 )
+from edgesmith.zoo.keras3_wrap import can_wrap
 from edgesmith.zoo.tfkeras import keras
 
 _RNN = ("LSTM", "GRU", "SimpleRNN")
@@ -71,7 +72,11 @@ def unsupported_layers(model3: Any) -> list[tuple[str, str]]:
 
 
 def to_tf_keras(
-    model3: Any, *, check_x: np.ndarray | None = None, atol: float = 1e-5
+    model3: Any,
+    *,
+    check_x: np.ndarray | None = None,
+    atol: float = 1e-5,
+    wrap_unknown: bool = False,
 ) -> tuple[Any, dict]:
     """Rebuild Keras 3 ``model3`` as a tf-keras Model with the same weights, checked.
 
@@ -80,6 +85,9 @@ def to_tf_keras(
     ``check_x``: samples to compare outputs on (default: 8 random samples; integer inputs
     get ids below the smallest ``Embedding`` vocabulary). Raises ``ModelFileError`` for a
     layer with no rebuild, or when the outputs differ by more than ``atol``.
+    ``wrap_unknown`` (the user opted in to running the model's own code): a layer with no
+    rebuild becomes a tf-keras layer calling the Keras 3 layer
+    (:mod:`edgesmith.zoo.keras3_wrap`) instead of an error.
 
     Example:
         >>> import keras
@@ -90,9 +98,14 @@ def to_tf_keras(
     """
     k3 = _keras3()
     graph = _graph(model3)
-    bad = unsupported_layers(model3)
+    refused = [
+        op
+        for op in _operations(model3)
+        if rebuild_problem(op) and not (wrap_unknown and can_wrap(op, k3))
+    ]
+    bad = [(op.name, type(op).__name__) for op in refused]
     if bad:
-        problems = [rebuild_problem(op) for op in _operations(model3) if rebuild_problem(op)]
+        problems = [rebuild_problem(op) for op in refused]
         listed = ", ".join(f"{name} ({cls})" for name, cls in bad)
         raise ModelFileError(
             f"{model3.name}: no tf-keras rebuild for layer {listed}: {problems[0]}",
@@ -100,7 +113,7 @@ def to_tf_keras(
             fix="replace the layer with supported ones, or compress the model with Keras 3 tools",
         )
     k2 = keras()
-    forward = _Forward(k2, k3)
+    forward = _Forward(k2, k3, wrap_unknown=wrap_unknown)
     inputs = []
     for i, kt in enumerate(graph.inputs):
         name = forward.unique(_input_name(kt, i))
@@ -159,8 +172,9 @@ def to_keras3(tf_model: Any, *, like: Any = None) -> Any:
 class _Forward:
     """Builds tf-keras layers for the nodes of a Keras 3 graph."""
 
-    def __init__(self, k2: Any, k3: Any) -> None:
+    def __init__(self, k2: Any, k3: Any, *, wrap_unknown: bool = False) -> None:
         self.k2, self.k3 = k2, k3
+        self.wrap_unknown = wrap_unknown
         self.used: set[str] = set()
         self.cache: dict[tuple[int, str], Any] = {}
         self.pending: list[tuple[Any, list[np.ndarray], str]] = []
@@ -237,6 +251,8 @@ class _Forward:
             self.rewrites.append(f"{op.name}: nested {cls} flattened into the model")
             return one(self.walk(_graph(op), [t for t in flat if _is_tf_tensor(t)]))
         make = self.maker(op)
+        if self.wrap_unknown and can_wrap(op, k3) and rebuild_problem(op) is not None:
+            return self.wrapped(op, args, kwargs, make)
         if not isinstance(op, k3.layers.Layer):
             out = table.operation_layers(
                 k2,
@@ -283,6 +299,22 @@ class _Forward:
             self.rewrites.append(f"{op.name}: activation {after} -> {cls} + standard layers")
             out = table.apply_activation(k2, after, out, op.name, make)
         return out
+
+    def wrapped(self, op: Any, args: list, kwargs: dict, make: Any) -> Any:
+        from edgesmith.zoo.keras3_wrap import wrap_keras3_layer
+
+        extra = [k for k in kwargs if k != "training" and kwargs[k] is not None]
+        if len(args) != 1 or extra:
+            raise ModelFileError(
+                f"layer {op.name} ({type(op).__name__}): called with {len(args)} positional "
+                f"arguments and keyword arguments {extra}",
+                expected="a wrapped layer called on one input (a tensor or a list)",
+            )
+        layer = make(op.name, lambda n: wrap_keras3_layer(op, n))
+        self.rewrites.append(
+            f"{op.name}: {type(op).__name__} wrapped (its own code runs; tfmot leaves it float)"
+        )
+        return layer(args[0], **_call_kwargs({"training": kwargs.get("training")}))
 
     def zoo_layer(self, op: Any, args: list, kwargs: dict, make: Any) -> Any:
         from edgesmith.zoo.custom_layers import custom_objects

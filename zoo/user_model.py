@@ -133,7 +133,10 @@ def open_model_and_data(
             fix="pass --data PATH (an .npz with x_train/y_train/... or x/y, a folder of class "
             "folders of images, or a zoo data set name)",
         )
-    tf_model = _as_tf_keras(loaded, splits, source)
+    # A user who trusted the file or gave its custom objects opted in to running its code:
+    # layers with no tf-keras rebuild then run as wrapped Keras 3 layers.
+    opted_in = trust or objects is not None
+    tf_model = _as_tf_keras(loaded, splits, source, wrap_unknown=opted_in)
     card = user_card(tf_model, name=name, data=splits, source=source, seed=seed)
     preprocessing = dict(splits.preprocessing) if splits is not None else {}
     path = Path(model) if isinstance(model, (str, os.PathLike)) else Path(IN_MEMORY)
@@ -278,7 +281,9 @@ def content_hash(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _as_tf_keras(model: Any, data: DatasetSplits | None, source: dict[str, Any]) -> Any:
+def _as_tf_keras(
+    model: Any, data: DatasetSplits | None, source: dict[str, Any], *, wrap_unknown: bool = False
+) -> Any:
     """A Keras 3 model rebuilt for tfmot (checked on real samples); a tf-keras one as is."""
     if not _is_keras3(model):
         return model
@@ -289,7 +294,7 @@ def _as_tf_keras(model: Any, data: DatasetSplits | None, source: dict[str, Any])
         check_x = data.x_test[:REBUILD_CHECK_SAMPLES]
         if len(check_x) == 0:
             check_x = data.x_train[:REBUILD_CHECK_SAMPLES]
-    tf_model, check = to_tf_keras(model, check_x=check_x)
+    tf_model, check = to_tf_keras(model, check_x=check_x, wrap_unknown=wrap_unknown)
     source["rebuild"] = check
     source["keras3"] = True
     return tf_model

@@ -87,7 +87,15 @@ def _application(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", APPLICATIONS)
+@pytest.mark.parametrize(
+    "name",
+    # MobileNetV3Small (hard-swish through ops, squeeze-excite) runs in make test; the two
+    # others take minutes each and run with -m heavy.
+    [
+        pytest.param(n, marks=pytest.mark.heavy) if n != "MobileNetV3Small" else n
+        for n in APPLICATIONS
+    ],
+)
 def test_keras_applications_go_through_every_technique_and_format(name, tmp_path):
     from edgesmith.compress import cluster, prune, qat
     from edgesmith.convert.tflite import int8_report
