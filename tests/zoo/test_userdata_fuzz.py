@@ -3,10 +3,12 @@
 Seeded byte mutations (tests/mutate.py) of an .npz data set and of the images in a class
 folder go through :func:`~edgesmith.zoo.userdata.load_user_data`, the reader behind every
 command's ``--data``. Nothing else may escape: no numpy, zipfile, PIL or struct error.
+``EDGESMITH_DATA_FUZZ_CASES=N`` runs N cases of each kind instead of 40.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from edgesmith.core.errors import DataError
 from edgesmith.zoo.userdata import load_user_data
 from tests.mutate import mutants
 
-CASES = 40
+CASES = int(os.environ.get("EDGESMITH_DATA_FUZZ_CASES") or 40)
 
 
 def _npz(path: Path) -> Path:
