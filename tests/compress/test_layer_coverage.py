@@ -127,7 +127,7 @@ def recurrent_model(kind: str, bidirectional: bool = False) -> Any:
     """Two stacked recurrent layers (a sequence, then the last state), optionally Bidirectional."""
     k = _keras()
     layers = k.layers
-    inputs = k.Input((4, 4))  # four steps unroll like forty, at a tenth of the QAT cost
+    inputs = k.Input((8, 4))
     cls = getattr(layers, kind)
     first, second = cls(8, return_sequences=True, name="rnn0"), cls(8, name="rnn1")
     if bidirectional:
