@@ -384,6 +384,13 @@ def quantized_rnn_class() -> type:
                 outputs.append(h)
             return outputs
 
+        def _input_projection(self, x: Any, kernel: Any, bias: Any, d: str, training: bool) -> Any:
+            """x @ kernel + bias, fake-quantized as the input projection of direction d."""
+            z = t.matmul(x, kernel)
+            if bias is not None:
+                z = t.nn.bias_add(z, bias)
+            return self._act(z, f"{d}_input_proj", training)
+
         def _part(self, z: Any, index: int) -> Any:
             # Slices (STRIDED_SLICE), never SPLIT: see QuantizedLSTM.call on unused outputs.
             return z[:, index * self.units : (index + 1) * self.units]
@@ -392,10 +399,7 @@ def quantized_rnn_class() -> type:
             self, x: Any, state: Any, kernel: Any, recurrent: Any, bias: Any, d: str, training: bool
         ) -> tuple[Any, Any]:
             role = lambda name: f"{d}_{name}"  # noqa: E731
-            z = t.matmul(x, kernel)
-            if bias is not None:
-                z = t.nn.bias_add(z, bias)
-            z = self._act(z, role("input_proj"), training)
+            z = self._input_projection(x, kernel, bias, d, training)
             if state is not None:
                 h, c = state
                 r = self._act(t.matmul(h, recurrent), role("recurrent_proj"), training)
@@ -452,10 +456,7 @@ def quantized_rnn_class() -> type:
             self, x: Any, state: Any, kernel: Any, recurrent: Any, bias: Any, d: str, training: bool
         ) -> tuple[Any, Any]:
             role = lambda name: f"{d}_{name}"  # noqa: E731
-            z = t.matmul(x, kernel)
-            if bias is not None:
-                z = t.nn.bias_add(z, bias)
-            z = self._act(z, role("input_proj"), training)
+            z = self._input_projection(x, kernel, bias, d, training)
             if state is not None:
                 r = self._act(t.matmul(state, recurrent), role("recurrent_proj"), training)
                 z = self._act(z + r, role("gates"), training)
