@@ -184,12 +184,7 @@ def quantized_lstm_class() -> type:
             super().build(input_shape)
 
         def _weight(self, weight: Any, limit: Any, training: bool) -> Any:
-            if training:
-                limit.assign(t.reduce_max(t.abs(weight)))
-            m = t.maximum(limit, 1e-8)
-            return t.quantization.fake_quant_with_min_max_vars(
-                weight, -m, m, num_bits=8, narrow_range=True
-            )
+            return fake_quant_weight(t, weight, limit, training)
 
         def _act(self, x: Any, role: str, training: bool) -> Any:
             low, high = self.ranges[role]
@@ -342,12 +337,7 @@ def quantized_rnn_class() -> type:
         def _weight(self, weight: Any, limit: Any, training: bool) -> Any:
             if self.collecting is not None:
                 return weight
-            if training:
-                limit.assign(t.reduce_max(t.abs(weight)))
-            m = t.maximum(limit, 1e-8)
-            return t.quantization.fake_quant_with_min_max_vars(
-                weight, -m, m, num_bits=8, narrow_range=True
-            )
+            return fake_quant_weight(t, weight, limit, training)
 
         def _act(self, x: Any, role: str, training: bool) -> Any:
             if self.collecting is not None:
@@ -507,3 +497,14 @@ def quantized_rnn_class() -> type:
             }
 
     return QuantizedRNN
+
+
+def fake_quant_weight(t: Any, weight: Any, limit: Any, training: bool) -> Any:
+    """A weight rounded as int8 kernels round it: symmetric, narrow range, per tensor.
+
+    ``limit`` holds the largest magnitude; training updates it from the weight.
+    """
+    if training:
+        limit.assign(t.reduce_max(t.abs(weight)))
+    m = t.maximum(limit, 1e-8)
+    return t.quantization.fake_quant_with_min_max_vars(weight, -m, m, num_bits=8, narrow_range=True)
