@@ -32,7 +32,8 @@ demo-real: $(STAMP)
 
 # System packages the runtime tests use: Debian's chromium ships SwiftShader, the software
 # Vulkan device that LiteRT's GPU accelerator runs on in CI (the GPU tests point
-# VK_ICD_FILENAMES at it themselves), and a C compiler builds the test delegate. Installed
+# VK_ICD_FILENAMES at it themselves), a C compiler builds the test delegate, and
+# openssh-server's sshd plays a board on loopback for tests/devices. Installed
 # when missing and apt-get is usable as root; elsewhere those tests say what is missing.
 SWIFTSHADER_ICD := /usr/lib/chromium/vk_swiftshader_icd.json
 
@@ -40,6 +41,8 @@ test-system-deps:
 	@missing=""; \
 	[ -f $(SWIFTSHADER_ICD) ] || missing="$$missing chromium"; \
 	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing="$$missing openssh-server"; \
+	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing for the runtime tests"; \
@@ -54,7 +57,7 @@ test-system-deps:
 # module fixtures are built once). The import contracts run first: a layering violation
 # fails the build before any test.
 TEST_WORKERS ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test: $(STAMP) test-system-deps contracts
 	$(PYTEST)

@@ -48,7 +48,9 @@ EPOCHS = {
     "bigru-kws": (15, 4),
     "conv1d-kws": (30, 6),
 }
-FINE_TUNE = {"mobilenetv3-mnist": (1, 1)}  # (full, quick); others: (2, 1)
+# QAT's fine-tuning epochs (full, quick); others: (2, 1). Pruning runs with its automatic
+# budget (no epochs given, as a user would type it), or 1 epoch with --quick.
+FINE_TUNE = {"mobilenetv3-mnist": (1, 1)}
 STEP_TIMEOUT_S = 1800
 COLUMNS = [
     "model",
@@ -225,7 +227,7 @@ def run_variants(name: str, model: Path, data: Path, out: Path, args) -> list[di
     files.mkdir(parents=True, exist_ok=True)
     epochs = FINE_TUNE.get(name, (2, 1))[1 if args.quick else 0]
     compressed = {
-        "prune50": f"prune:sparsity=0.5,epochs={epochs}",
+        "prune50": "prune:sparsity=0.5" + (",epochs=1" if args.quick else ""),
         "qat": f"qat:epochs={epochs}",
     }
     plans = [
@@ -240,16 +242,18 @@ def run_variants(name: str, model: Path, data: Path, out: Path, args) -> list[di
     for variant, source, fmt, quant, recipe in plans:
         row = {"model": name, "variant": variant, "format": fmt, "quant": quant}
         t0 = time.perf_counter()
+        fresh = args.fresh
         try:
             if recipe is not None:
                 row["recipe"] = recipe
-                compress(model, data, recipe, source, args.fresh)
+                # A recompressed model makes its converted files and benchmarks stale.
+                fresh = compress(model, data, recipe, source, args.fresh) or fresh
                 card = json.loads((source / "card.json").read_text())
                 row["compressed_keras_accuracy"] = card.get("accuracy")
                 row["sparsity"] = card.get("sparsity")
             slug = variant.replace(" -> ", "-").replace(" ", "-")
             target = files / f"{name}-{slug}.{fmt}"
-            record = convert(source, data, fmt, quant, target, args.fresh)
+            record = convert(source, data, fmt, quant, target, fresh)
             if recipe is None and reference is None:
                 reference = (record.get("reference") or {}).get("accuracy")
             row.update(
@@ -261,7 +265,7 @@ def run_variants(name: str, model: Path, data: Path, out: Path, args) -> list[di
                 notes=record.get("notes"),
             )
             backend = "onnxruntime" if fmt == "onnx" else "litert"
-            bench = run_bench(target, data, backend, args.runs, args.fresh)
+            bench = run_bench(target, data, backend, args.runs, fresh)
             row["backend"] = backend
             row["bench_accuracy"] = bench.get("accuracy")
             row["p50_ms"] = (bench.get("latency_ms") or {}).get("p50")
@@ -301,9 +305,18 @@ def cli(*argv: str) -> None:
         raise StepFailed(f"{argv[0]} exit {done.returncode}: {message}")
 
 
-def compress(model: Path, data: Path, recipe: str, folder: Path, fresh: bool) -> None:
-    if fresh or not (folder / "card.json").exists():
+def compress(model: Path, data: Path, recipe: str, folder: Path, fresh: bool) -> bool:
+    """Compress unless ``folder`` already holds ``recipe``'s result; True when it ran."""
+    from edgesmith.compress.recipe import parse_recipe
+
+    done = (folder / "card.json").exists() and (folder / "recipe.json").exists()
+    if done:  # the same steps with the same settings (defaults included)
+        held = json.loads((folder / "recipe.json").read_text()).get("steps")
+        done = held == [step.to_dict() for step in parse_recipe(recipe).steps]
+    if fresh or not done:
         cli("compress", str(model), "--data", str(data), "--recipe", recipe, "--out", str(folder))
+        return True
+    return False
 
 
 def convert(source: Path, data: Path, fmt: str, quant: str, target: Path, fresh: bool) -> dict:

@@ -63,8 +63,10 @@ class PruneConfig(StepConfig):
             every n consecutive input weights, the pattern sparse tensor cores run).
         ramp_end: share of the fine-tuning steps after which ``poly`` holds the target.
         frequency: steps between mask updates (0: about ten updates over the budget).
-        epochs, learning_rate, batch_size: the fine-tuning budget (batch size None:
-            the parent model's training batch size).
+        epochs, learning_rate, batch_size: the fine-tuning budget. None: automatic
+            (:func:`~edgesmith.compress.finetune.resolve_budget`: the input model's
+            training learning rate and batch size; at most its training epochs, stopping
+            once validation accuracy has recovered or stops improving).
         keep_best: end with the weights of the best validation epoch among those where
             the target sparsity is reached (else the last epoch's).
         exclude: regex; layers whose name it matches are left dense.
@@ -78,8 +80,8 @@ class PruneConfig(StepConfig):
     structure: str = "unstructured"
     ramp_end: float = 0.7
     frequency: int = 0
-    epochs: int = 2
-    learning_rate: float = 1e-3
+    epochs: int | None = None
+    learning_rate: float | None = None
     batch_size: int | None = None
     keep_best: bool = True
     exclude: str = ""
@@ -205,10 +207,16 @@ def run(
     """
     import numpy as np
 
-    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.finetune import (
+        DECAY_FLOOR,
+        keep_zeros,
+        recovery_stop,
+        resolve_budget,
+        tensorboard_callbacks,
+    )
     from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
     from edgesmith.zoo.tfkeras import tfmot
-    from edgesmith.zoo.train import train_loop
+    from edgesmith.zoo.train import evaluate_model, train_loop
 
     context = context or StepContext()
     logdir = context.logdir
@@ -221,18 +229,26 @@ def run(
             expected="at least one Conv/Dense/Embedding/LSTM layer not matched by exclude=",
             fix=f"loosen exclude={config.exclude!r}",
         )
+    budget = resolve_budget(
+        config.epochs,
+        config.learning_rate,
+        train_samples=len(data.y_train),
+        batch_size=batch_size,
+        builder=context.builder,
+    )
+    epochs = budget.epochs
     steps_per_epoch = int(np.ceil(len(data.y_train) / batch_size))
-    steps = steps_per_epoch * config.epochs
+    steps = steps_per_epoch * epochs
     frequency = config.frequency or max(1, min(100, steps // 10))
     # The first epoch that ends at the target sparsity. A constant schedule reaches it at
     # its first pruning step, which tfmot takes at step ``frequency`` (not step 0): an
     # epoch that ends before it holds the unpruned weights and must not be kept as best.
-    first_full = min(config.epochs - 1, frequency // steps_per_epoch)
+    first_full = min(epochs - 1, frequency // steps_per_epoch)
     end = 0
     if config.schedule == "poly":
         end = max(frequency, int(steps * config.ramp_end) // frequency * frequency)
         end = min(end, max(0, steps - 1) // frequency * frequency) or frequency
-        first_full = min(config.epochs - 1, (end + 1 + steps_per_epoch - 1) // steps_per_epoch - 1)
+        first_full = min(epochs - 1, (end + 1 + steps_per_epoch - 1) // steps_per_epoch - 1)
     targets = set(layers_plan.targets)
 
     def schedule_for(sparsity: float) -> Any:
@@ -264,11 +280,18 @@ def run(
         callbacks = [sparsity_api.UpdatePruningStep(), *keep_zeros(wrapped, skip=targets)]
         if logdir:
             callbacks.append(sparsity_api.PruningSummaries(log_dir=logdir))
+        stop = None
+        if budget.automatic:
+            reference = evaluate_model(model, data, "val")["accuracy"] if len(data.y_val) else None
+            stop = recovery_stop(
+                reference, first_epoch=first_full, cap=epochs, val_samples=len(data.y_val)
+            )
+            callbacks.append(stop)
         history = train_loop(
             wrapped,
             data,
-            epochs=config.epochs,
-            learning_rate=config.learning_rate,
+            epochs=epochs,
+            learning_rate=budget.learning_rate,
             batch_size=batch_size,
             decay_floor=DECAY_FLOOR,
             task=f"prune to {config.target_sparsity:.0%}",
@@ -287,5 +310,11 @@ def run(
         {
             "plan": layers_plan.to_dict(),
             "schedule": {"kind": config.schedule, "frequency": frequency, "steps": steps},
+            "budget": {
+                **budget.to_dict(),
+                "epochs": epochs,
+                "batch_size": batch_size,
+                **(stop.outcome() if stop else {}),
+            },
         },
     )

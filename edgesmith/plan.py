@@ -22,6 +22,7 @@ from typing import Any
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.fileio import parse_error_text
 from edgesmith.core.tables import BASELINE_RECIPE, FORMAT_QUANT
+from edgesmith.devices.device_spec import DeviceSpec, parse_device
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ class Plan:
     recipes: dict[str, str] = field(default_factory=lambda: {BASELINE_RECIPE: ""})
     targets: tuple[Target, ...] = (Target("tflite", "none"),)
     backends: tuple[str, ...] = ("litert",)
+    # Where every variant x backend is measured: this machine and/or boards over SSH.
+    devices: tuple[DeviceSpec, ...] = (DeviceSpec(),)
     bench: BenchSettings = field(default_factory=BenchSettings)
     data_dir: str | None = None
     calibration_samples: int = 200
@@ -183,6 +186,15 @@ class Plan:
             object.__setattr__(self, "recipes", {BASELINE_RECIPE: "", **self.recipes})
         if not self.targets or not self.backends:
             raise ConfigError("plan has no targets or no backends", expected="at least one of each")
+        if not self.devices:
+            raise ConfigError(
+                "plan has no devices", expected="at least one (local is this machine)"
+            )
+        names = [d.name for d in self.devices]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                f"devices: names {names}", expected="a different name for each device"
+            )
         unknown = set(self.recipe_targets) - set(self.recipes)
         if unknown:
             raise ConfigError(f"targets given for unknown recipes {sorted(unknown)}")
@@ -276,6 +288,15 @@ class Plan:
             values["targets"] = _targets(values["targets"], "targets")
         if "backends" in values:
             values["backends"] = _names(values["backends"], "backends")
+        if "devices" in values:
+            devices = values["devices"]
+            devices = [devices] if isinstance(devices, (str, dict)) else devices
+            _check(
+                devices, (list, tuple), "devices", "a list such as [local, {name: pi4, ssh: ...}]"
+            )
+            values["devices"] = tuple(
+                parse_device(d, where=f"devices[{i}]") for i, d in enumerate(devices)
+            )
         bench = values.get("bench")
         _check(
             bench, (dict, BenchSettings, type(None)), "bench", "a mapping (runs, warmup, threads)"
@@ -305,6 +326,7 @@ class Plan:
         }
         data["targets"] = [str(t) for t in self.targets]
         data["backends"] = list(self.backends)
+        data["devices"] = [device.to_plan() for device in self.devices]
         data["recipe_targets"] = {
             name: [str(t) for t in targets] for name, targets in self.recipe_targets.items()
         }
@@ -374,4 +396,5 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise ConfigError(f"{path}: {exc}") from exc
     folder = path.parent
     sources = {n: s.resolved(folder) for n, s in plan.model_sources.items()}
-    return dataclasses.replace(plan, model_sources=sources)
+    devices = tuple(d.resolved(folder) for d in plan.devices)
+    return dataclasses.replace(plan, model_sources=sources, devices=devices)

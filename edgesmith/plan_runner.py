@@ -31,6 +31,7 @@ from edgesmith.core.fileio import read_json, write_json
 from edgesmith.core.progress import Progress, ProgressEvent, as_progress
 from edgesmith.core.records import ResultRecord
 from edgesmith.core.tables import BASELINE_RECIPE
+from edgesmith.devices.device_spec import DeviceSpec
 from edgesmith.plan import Plan, Target
 
 RECORD_FILE = "record.json"
@@ -95,6 +96,8 @@ class PlanRunner:
         self.store = ModelStore(store)
         self.progress = progress
         self.computed: dict[str, int] = {}
+        self.remotes: dict[str, Any] = {}  # device name -> RemoteDevice, checked once
+        self.device_faults: dict[str, str] = {}  # device name -> why it cannot be used
 
     def on_stage(self, text: str) -> None:
         """Say that a stage entry is being computed."""
@@ -233,26 +236,118 @@ class PlanRunner:
         )
         return folder / "test.npz"
 
-    def bench(self, converted: Path, convert_key: str, backend: str, evalset: Path) -> ResultRecord:
-        from edgesmith.runtime.bench import bench_file
-
+    def bench_key(self, convert_key: str, backend: str, device: DeviceSpec) -> str:
         settings = {"backend": backend, **self.plan.bench.__dict__}
-        key = StageCache.key("bench", settings, upstream=[convert_key])
+        settings["device"] = device.cache_identity()
+        return StageCache.key("bench", settings, upstream=[convert_key])
+
+    def bench(
+        self,
+        converted: Path,
+        convert_key: str,
+        backend: str,
+        evalset: Path,
+        device: DeviceSpec | None = None,
+    ) -> ResultRecord:
+        from edgesmith.devices import bench_on
+
+        device = device or DeviceSpec()
+        key = self.bench_key(convert_key, backend, device)
         file = _model_file(converted)
 
         def produce(tmp: Path) -> None:
-            records = bench_file(
-                file,
-                [backend],
-                eval_set=evalset,
-                runs=self.plan.bench.runs,
-                warmup=self.plan.bench.warmup,
-                threads=self.plan.bench.threads,
-            )
+            settings = {
+                "eval_set": evalset,
+                "runs": self.plan.bench.runs,
+                "warmup": self.plan.bench.warmup,
+                "threads": self.plan.bench.threads,
+            }
+            if device.is_local:
+                records = bench_on(device, file, [backend], **settings)
+            else:
+                records = self.remote(device).bench(file, [backend], **settings)
             write_json(tmp / RECORD_FILE, records[0].to_dict())
 
-        folder = self._build("bench", key, f"{file.parent.name} on {backend}", produce)
+        where = "" if device.is_local else f" ({device.name})"
+        folder = self._build("bench", key, f"{file.parent.name} on {backend}{where}", produce)
         return ResultRecord.from_dict(read_json(folder / RECORD_FILE))
+
+    # -- devices ------------------------------------------------------------------------
+
+    def remote(self, device: DeviceSpec) -> Any:
+        """The checked RemoteDevice for ``device``; a device that failed its check fails
+        again at once (with the same one-line reason) instead of being retried per variant."""
+        from edgesmith.core.errors import DeviceError
+        from edgesmith.devices.remote_bench import RemoteDevice
+
+        if device.name in self.device_faults:
+            raise DeviceError(self.device_faults[device.name])
+        if device.name not in self.remotes:
+            remote = RemoteDevice(device)
+            try:
+                remote.check()
+            except Exception as exc:
+                self.device_faults[device.name] = _describe(exc)
+                raise
+            self.remotes[device.name] = remote
+        return self.remotes[device.name]
+
+    def device_unavailable(self, backend: str, device: DeviceSpec) -> str | None:
+        """Why ``backend`` cannot run on ``device`` (None: it can, or only a bench can tell)."""
+        if device.is_local:
+            return _unavailable(backend)
+        info = self.remote(device).info()
+        return (info.get("missing") or {}).get(backend.split(":", 1)[0])
+
+    def device_stub(self, device: DeviceSpec) -> dict[str, Any]:
+        """A record's ``device`` where nothing was measured (a failure, a missing backend)."""
+        from edgesmith.devices.probe import DESCRIPTION_KEYS, local_description
+
+        if device.is_local:
+            return local_description()
+        remote = self.remotes.get(device.name)
+        if remote is not None:
+            return remote.description()
+        return {**dict.fromkeys(DESCRIPTION_KEYS), "name": device.name, "ssh": device.ssh}
+
+    def measure(
+        self,
+        converted: ResultRecord,
+        folder: Path,
+        key: str,
+        backend: str,
+        evalset: Path,
+        device: DeviceSpec,
+    ) -> ResultRecord:
+        """One variant x backend on one device: its record, a note, or its error."""
+        cached = not device.is_local and self.cache.has(
+            "bench", self.bench_key(key, backend, device)
+        )
+        try:
+            reason = None if cached else self.device_unavailable(backend, device)
+        except Exception as exc:  # the device cannot be reached or used: its records say why
+            return converted.updated(
+                backend=backend, device=self.device_stub(device), error=_describe(exc)
+            )
+        if reason:
+            # Not a failed variant: the device lacks the backend. Say so, and give the
+            # offline compatibility analysis where there is one.
+            here = "here" if device.is_local else f"on {device.name}"
+            notes = [f"{backend} not available {here}: {reason}"]
+            try:
+                notes += self.offline_analysis(folder, key, backend)
+            except Exception as exc:
+                notes.append(f"offline analysis failed: {_describe(exc)}")
+            return converted.updated(
+                backend=backend, device=self.device_stub(device), notes=[*converted.notes, *notes]
+            )
+        try:
+            measured = self.bench(folder, key, backend, evalset, device)
+        except Exception as exc:
+            return converted.updated(
+                backend=backend, device=self.device_stub(device), error=_describe(exc)
+            )
+        return _merge(converted, measured)
 
     def offline_analysis(self, converted: Path, convert_key: str, backend: str) -> list[str]:
         """Notes predicting how the file would map to an accelerator that is not here."""
@@ -308,25 +403,8 @@ class PlanRunner:
                     if not backends:
                         yield converted.updated(notes=[*converted.notes, "no backend runs it"])
                     for backend in backends:
-                        reason = _unavailable(backend)
-                        if reason:
-                            # Not a failed variant: this machine lacks the backend. Say so,
-                            # and give the offline compatibility analysis where there is one.
-                            notes = [f"{backend} not available here: {reason}"]
-                            try:
-                                notes += self.offline_analysis(folder, key, backend)
-                            except Exception as exc:
-                                notes.append(f"offline analysis failed: {_describe(exc)}")
-                            yield converted.updated(
-                                backend=backend, notes=[*converted.notes, *notes]
-                            )
-                            continue
-                        try:
-                            measured = self.bench(folder, key, backend, evalset)
-                        except Exception as exc:
-                            yield converted.updated(backend=backend, error=_describe(exc))
-                            continue
-                        yield _merge(converted, measured)
+                        for device in self.plan.devices:
+                            yield self.measure(converted, folder, key, backend, evalset, device)
 
 
 def _model_file(converted: Path) -> Path:
@@ -409,6 +487,7 @@ def _merge(converted: ResultRecord, measured: ResultRecord) -> ResultRecord:
         throughput_per_s=measured.throughput_per_s,
         peak_rss_mb=measured.peak_rss_mb,
         fully_accelerated=measured.fully_accelerated,
+        device=measured.device,
         environment={**converted.environment, **measured.environment},
         notes=[*converted.notes, *measured.notes],
         error=measured.error,

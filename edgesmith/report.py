@@ -44,6 +44,7 @@ class Variant:
     format: str
     quant: str
     records: tuple[ResultRecord, ...]
+    device: str = "local"  # where its records were measured (a row per device)
 
     @property
     def label(self) -> str:
@@ -72,8 +73,13 @@ class Variant:
         return None
 
 
+def device_name(record: ResultRecord) -> str:
+    """The device a record was measured on (``local`` when it names none)."""
+    return str((record.device or {}).get("name") or "local")
+
+
 def group_variants(records: Iterable[ResultRecord]) -> dict[str, list[Variant]]:
-    """Variants per model, in the order records arrived."""
+    """Variants per model (one per device), in the order records arrived."""
     grouped: dict[tuple[str, ...], list[ResultRecord]] = defaultdict(list)
     for record in records:
         key = (
@@ -82,11 +88,12 @@ def group_variants(records: Iterable[ResultRecord]) -> dict[str, list[Variant]]:
             record.recipe or BASELINE_RECIPE,
             record.format or "keras",
             record.quant or "none",
+            device_name(record),
         )
         grouped[key].append(record)
     per_model: dict[str, list[Variant]] = defaultdict(list)
-    for (model, family, recipe, fmt, quant), recs in grouped.items():
-        per_model[model].append(Variant(model, family, recipe, fmt, quant, tuple(recs)))
+    for (model, family, recipe, fmt, quant, device), recs in grouped.items():
+        per_model[model].append(Variant(model, family, recipe, fmt, quant, tuple(recs), device))
     return dict(per_model)
 
 
@@ -140,6 +147,13 @@ def model_table(
     variants: Sequence[Variant], backends: Sequence[str]
 ) -> tuple[list[str], list[list[str]]]:
     """Columns and rows of one model's table, sorted by size, with deltas vs the baseline."""
+    devices = list(dict.fromkeys(v.device for v in variants))
+    if len(devices) > 1:  # side by side: each device's rows against its own float baseline
+        rows = []
+        for device in devices:
+            columns, part = model_table([v for v in variants if v.device == device], backends)
+            rows += [[row[0], device, *row[1:]] for row in part]
+        return [columns[0], "device", *columns[1:]], rows
     base = baseline_of(variants)
     front = {id(v) for v in pareto_front(variants)}
     columns = [
@@ -197,7 +211,7 @@ def write_report(
 
 CSV_COLUMNS = (
     "model", "family", "task", "dataset", "split", "recipe", "format", "quant", "backend",
-    "threads", "file", "size_bytes", "gzip_bytes", "params", "nonzero_params", "sparsity",
+    "device", "threads", "file", "size_bytes", "gzip_bytes", "params", "nonzero_params", "sparsity",
     "accuracy", "samples", "parity_max_abs_diff", "parity_top1_agreement", "latency_p50_ms",
     "latency_mean_ms", "latency_p90_ms", "throughput_per_s", "peak_rss_mb", "fully_accelerated",
     "error",
@@ -211,6 +225,7 @@ def records_csv(records: Iterable[ResultRecord]) -> str:
     writer.writeheader()
     for record in records:
         row = record.to_dict()
+        row["device"] = device_name(record)
         parity, latency = record.parity or {}, record.latency_ms or {}
         row["parity_max_abs_diff"] = parity.get("max_abs_diff")
         row["parity_top1_agreement"] = parity.get("top1_agreement")
@@ -223,6 +238,7 @@ def records_csv(records: Iterable[ResultRecord]) -> str:
 def _where(record: ResultRecord, *, backend: bool = True) -> str:
     parts = (record.model, record.recipe, record.format, record.quant)
     parts += (record.backend,) if backend else ()
+    parts += (device_name(record),) if backend and device_name(record) != "local" else ()
     return " / ".join(str(x) for x in parts if x)
 
 

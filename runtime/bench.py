@@ -104,6 +104,7 @@ def benchmark(
     state: Iterable[str] = (),
     seed: int = 0,
     log: str | os.PathLike[str] | None = None,
+    profile: bool = False,
     **options: Any,
 ) -> ResultRecord:
     """Benchmark ``path`` on one backend in this process and return its :class:`ResultRecord`.
@@ -161,6 +162,12 @@ def benchmark(
     if memory["before_load"] is not None:
         memory["growth"] = round(memory["peak"] - memory["before_load"], 2)
     name = parse_backend(runner.backend)[0]
+    profiled: dict[str, Any] = {}
+    if profile:
+        feeds = random_feeds(runner.inputs, zeros, seed)
+        with native_log(None):  # the C API's start-up lines are not the user's business
+            profiled = _profile(path, runner, feeds, runs, warmup, stats["p50"], options)
+        notes.extend(profiled.pop("notes"))
     settings = {
         "runs": len(times),
         "warmup": warmup,
@@ -194,6 +201,7 @@ def benchmark(
         peak_rss_mb=memory["peak"],
         fully_accelerated=runner.fully_accelerated if BACKENDS[name].accelerator else None,
         environment=environment(runtime=runner.details, bench=settings, memory_mb=memory),
+        **profiled,
         notes=notes,
         error=(
             f"{runner.backend}: the accelerator rejected its own GPU program ({failure}), so "
@@ -202,6 +210,58 @@ def benchmark(
             else None
         ),
     )
+
+
+def _profile(
+    path: Path,
+    runner: Runner,
+    feeds: Sequence[np.ndarray | None],
+    runs: int,
+    warmup: int,
+    latency_ms: float,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The record's op_profile fields for ``path`` on ``runner``'s backend, or why there are none."""
+    from edgesmith.runtime.profile_ops import ProfileUnavailable, profile_file
+
+    named = {s.name: f for s, f in zip(runner.inputs, feeds, strict=True) if f is not None}
+    try:
+        if not options.get("xnnpack", True):
+            raise ProfileUnavailable(
+                "the profiler runs LiteRT with XNNPACK; --no-xnnpack was given"
+            )
+        result = profile_file(
+            path,
+            runner.backend,
+            threads=runner.threads,
+            runs=max(runs, 20),
+            warmup=warmup,
+            feeds=named,
+            # LiteRT's profiler runs the C API's CompiledModel, whose XNNPACK partitioning
+            # (and so latency) differs from the Interpreter's: it measures its own.
+            latency_ms=None if parse_backend(runner.backend)[0] == "litert" else latency_ms,
+            providers=options.get("providers"),
+        )
+    except ProfileUnavailable as exc:
+        return {
+            "op_profile": None,
+            "op_profile_by_type": None,
+            "notes": [f"op_profile: none: {runner.backend} cannot profile this file here ({exc})"],
+        }
+    result.calibration["bench_p50_ms"] = round(latency_ms, 6)
+    unprofiled = result.calibration["unprofiled_ms"]
+    if abs(unprofiled - latency_ms) > 0.15 * latency_ms:
+        result.notes.append(
+            f"op_profile: the profiled session runs in {unprofiled:.4f} ms unprofiled, the "
+            f"benchmark in {latency_ms:.4f} ms: {result.calibration['api']} runs this file "
+            "differently from the benchmarked API"
+        )
+    return {
+        "op_profile": result.ops,
+        "op_profile_by_type": result.by_type,
+        "op_profile_calibration": result.calibration,
+        "notes": result.notes,
+    }
 
 
 def guessed_shape_error(

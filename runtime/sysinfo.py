@@ -72,6 +72,53 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction-set features that decide which int8 / float kernels XNNPACK, ruy and ONNX
+# Runtime pick, in the order they are reported: /proc/cpuinfo's name -> the name recorded.
+_X86_FEATURES = (
+    ("sse4_2", "sse4_2"), ("avx", "avx"), ("avx2", "avx2"), ("fma", "fma"), ("f16c", "f16c"),
+    ("avx512f", "avx512f"), ("avx512bw", "avx512bw"), ("avx512vl", "avx512vl"),
+    ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"), ("avxvnni", "avx_vnni"),
+    ("avx512_bf16", "avx512_bf16"), ("amx_tile", "amx_tile"), ("amx_int8", "amx_int8"),
+    ("amx_bf16", "amx_bf16"),
+)  # fmt: skip
+_ARM_FEATURES = (
+    ("neon", "neon"), ("asimd", "asimd"), ("asimddp", "asimddp"), ("i8mm", "i8mm"),
+    ("sve", "sve"), ("sve2", "sve2"), ("fphp", "fphp"), ("asimdhp", "asimdhp"), ("bf16", "bf16"),
+)  # fmt: skip
+
+
+def cpu_features(cpuinfo: str | None = None) -> list[str]:
+    """The CPU's instruction-set features that decide int8 and float kernels, in a fixed order.
+
+    Read from the ``flags`` (x86) or ``Features`` (ARM) line of ``/proc/cpuinfo`` (or the
+    text ``cpuinfo``); only the features present are listed, and an empty list where the
+    file cannot be read. ``avxvnni`` is reported as ``avx_vnni``.
+
+    Example:
+        >>> cpu_features("flags : fpu sse4_2 avx avx2 fma avx512_vnni")
+        ['sse4_2', 'avx', 'avx2', 'fma', 'avx512_vnni']
+        >>> cpu_features("Features : fp asimd asimddp i8mm")
+        ['asimd', 'asimddp', 'i8mm']
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+                cpuinfo = info.read()
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+            break  # every core lists the same features; the first line says it
+    out: list[str] = []
+    for name, shown in (*_X86_FEATURES, *_ARM_FEATURES):
+        if name in flags and shown not in out:
+            out.append(shown)
+    return out
+
+
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -80,10 +127,11 @@ def usable_cpus() -> int:
 
 
 def environment(**extra: Any) -> dict[str, Any]:
-    """The machine, CPU, OS and library versions, plus ``extra`` sections."""
+    """The machine, CPU (model and instruction-set features), OS and library versions, plus ``extra``."""
     return {
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus(),
         "os": platform.platform(),

@@ -71,6 +71,7 @@ class ModelFileInfo:
     layers: tuple[tuple[str, str], ...]  # (name, class) in config order, nested included
     refused: tuple[tuple[str, str, str], ...]  # (name, class, why) that would run file code
     has_keras_model: bool  # False: a SavedModel without Keras metadata (convertible only)
+    learning_rate: float | None = None  # the optimizer's, where the file was saved compiled
 
 
 @dataclass
@@ -80,6 +81,7 @@ class _Configs:
     keras3: bool = False
     model: dict[str, Any] | None = None  # the model's config (layers are listed from it)
     extra: list[dict[str, Any]] = field(default_factory=list)  # checked, not listed
+    learning_rate: float | None = None
 
 
 def inspect_model_file(
@@ -117,6 +119,7 @@ def inspect_model_file(
         layers=audit.layers,
         refused=audit.refused,
         has_keras_model=True,
+        learning_rate=configs.learning_rate,
     )
 
 
@@ -294,7 +297,9 @@ def _read_zip(path: Path) -> _Configs:
         keras3 = _major(version) >= 3
     else:  # no metadata.json: the root class's module says which Keras wrote it
         keras3 = not str(model.get("module", "")).startswith("tf_keras")
-    return _Configs("keras-zip", version, keras3, model)
+    compiled = config.get("compile_config") if isinstance(config, dict) else None
+    optimizer = compiled.get("optimizer") if isinstance(compiled, dict) else None
+    return _Configs("keras-zip", version, keras3, model, learning_rate=_learning_rate(optimizer))
 
 
 def _read_member(path: Path, archive: zipfile.ZipFile, name: str) -> bytes:
@@ -330,6 +335,7 @@ def _read_h5(path: Path) -> _Configs:
             if attrs.get_id("model_config").get_storage_size() > MAX_CONFIG_BYTES:
                 raise _too_big(path, "model_config")
             text, version = attrs["model_config"], attrs.get("keras_version", "")
+            training = attrs.get("training_config", "")
     except EdgesmithError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, ValueError... for broken files
@@ -342,7 +348,9 @@ def _read_h5(path: Path) -> _Configs:
     if not isinstance(text, bytes | str):
         raise ModelFileError(f"{path}: model_config is not text", expected=EXPECTED)
     model = _model_config(path, "model_config", _parse_json(path, "model_config", text))
-    return _Configs("h5", version, bool(version) and _major(version) >= 3, model)
+    keras3 = bool(version) and _major(version) >= 3
+    rate = _training_config_rate(training)
+    return _Configs("h5", version, keras3, model, learning_rate=rate)
 
 
 def _read_savedmodel(path: Path) -> _Configs:
@@ -381,7 +389,34 @@ def _read_savedmodel(path: Path) -> _Configs:
         raise ModelFileError(f"{path}: keras_metadata.pb has no root model", expected=EXPECTED)
     version = str(root.get("keras_version", ""))
     model = root.get("model_config") if isinstance(root.get("model_config"), dict) else root
-    return _Configs("savedmodel", version, False, model, [root, *extra])
+    rate = _training_config_rate(root.get("training_config"))
+    return _Configs("savedmodel", version, False, model, [root, *extra], learning_rate=rate)
+
+
+def _training_config_rate(training: Any) -> float | None:
+    """The learning rate in tf-keras' ``training_config`` (JSON text or a dict), if any."""
+    if isinstance(training, bytes | str):
+        if not training or len(training) > MAX_CONFIG_BYTES:
+            return None
+        try:
+            training = json.loads(training)
+        except (ValueError, RecursionError):
+            return None  # only a hint for fine-tuning: a broken one is ignored
+    if not isinstance(training, dict):
+        return None
+    return _learning_rate(training.get("optimizer_config"))
+
+
+def _learning_rate(optimizer: Any) -> float | None:
+    """The (initial) learning rate in a serialised optimizer, if it says one."""
+    config = optimizer.get("config") if isinstance(optimizer, dict) else None
+    rate = config.get("learning_rate") if isinstance(config, dict) else None
+    if isinstance(rate, dict):  # a schedule: where it starts
+        inner = rate.get("config")
+        rate = inner.get("initial_learning_rate") if isinstance(inner, dict) else None
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        return None
+    return float(rate) if 0 < rate < 10 else None
 
 
 def _parse_json(path: Path, what: str, text: bytes | str) -> Any:

@@ -120,9 +120,11 @@ def open_model_and_data(
             source["convert_only"] = True
         else:
             loaded, info = load_model_file(Path(model), trust=trust, custom_objects=objects)
+        learning_rate = info.learning_rate
     else:
         loaded, name = model, getattr(model, "name", "model") or "model"
         source = {"file": IN_MEMORY, "format": "keras.Model", "keras": _keras_version(model)}
+        learning_rate = _compiled_learning_rate(model)
     splits = None
     if data is not None:
         splits = load_data_for(loaded, data, data_dir=data_dir, image_scale=image_scale, seed=seed)
@@ -137,7 +139,9 @@ def open_model_and_data(
     # layers with no tf-keras rebuild then run as wrapped Keras 3 layers.
     opted_in = trust or objects is not None
     tf_model = _as_tf_keras(loaded, splits, source, wrap_unknown=opted_in)
-    card = user_card(tf_model, name=name, data=splits, source=source, seed=seed)
+    # How it was trained, as far as the file says: fine-tuning starts at its rate.
+    trained = {"train": {"learning_rate": learning_rate}} if learning_rate else {}
+    card = user_card(tf_model, name=name, data=splits, source=source, seed=seed, builder=trained)
     preprocessing = dict(splits.preprocessing) if splits is not None else {}
     path = Path(model) if isinstance(model, (str, os.PathLike)) else Path(IN_MEMORY)
     return StoredModel(tf_model, card, preprocessing, path), splits
@@ -231,6 +235,7 @@ def user_card(
     data: DatasetSplits | None,
     source: dict[str, Any],
     seed: int = 0,
+    builder: dict[str, Any] | None = None,
 ) -> ModelCard:
     """The card of a user's model: what it is, where it came from, how it does on ``data``."""
     from edgesmith.zoo.train import TF_PACKAGES, evaluate_model, output_kind
@@ -264,6 +269,7 @@ def user_card(
         command=command_line(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         source={**source, "output": kind},
+        builder=dict(builder or {}),
     )
 
 
@@ -367,3 +373,16 @@ def all_layers(model: Any) -> list[Any]:
         if hasattr(layer, "layers"):
             layers.extend(all_layers(layer))
     return layers
+
+
+def _compiled_learning_rate(model: Any) -> float | None:
+    """The (initial) learning rate of a live model's optimizer, where it was compiled."""
+    rate = getattr(getattr(model, "optimizer", None), "learning_rate", None)
+    rate = getattr(rate, "initial_learning_rate", rate)  # a schedule: where it starts
+    try:
+        import numpy as np
+
+        value = float(np.asarray(rate))
+    except (TypeError, ValueError):
+        return None
+    return value if 0 < value < 10 else None

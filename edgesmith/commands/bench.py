@@ -148,6 +148,14 @@ def register(commands: Any) -> None:
     )
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     sub.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile op by op (litert, onnxruntime): adds op_profile (per op in execution "
+        "order: index, op, input dtypes, delegate that ran it, ms, share) and op_profile_by_type "
+        "to the record; the profiler's own times are put on the scale of the unprofiled latency "
+        "(op_profile_calibration says how); other backends say in the notes why there is none",
+    )
+    sub.add_argument(
         "--in-process",
         action="store_true",
         help="run in this process instead of one worker process per backend (peak memory is "
@@ -155,6 +163,34 @@ def register(commands: Any) -> None:
     )
     sub.add_argument(
         "--timeout", type=float, metavar="S", help="give up on a backend after S seconds"
+    )
+    _device_arguments(sub)
+
+
+def _device_arguments(sub: argparse.ArgumentParser) -> None:
+    """--device and its settings: bench on a board over SSH (docs: README, On your board)."""
+    sub.add_argument(
+        "--device",
+        metavar="ssh://USER@HOST[:PORT]",
+        help="run the bench on this board over SSH (your ssh config, keys and known_hosts "
+        "apply; the board needs the base install: pip install edgesmith); records get "
+        "device set (default: local, this machine)",
+    )
+    sub.add_argument(
+        "--ssh-config",
+        metavar="FILE",
+        help="--device: an OpenSSH config file instead of ~/.ssh/config",
+    )
+    sub.add_argument(
+        "--device-python",
+        metavar="PATH",
+        help="--device: the Python that runs edgesmith there (default: python3)",
+    )
+    sub.add_argument(
+        "--install",
+        action="store_true",
+        help="--device: when edgesmith is missing or another version there, build a wheel of "
+        "this checkout and pip-install it into the device's Python",
     )
 
 
@@ -223,6 +259,8 @@ def _bench(args: argparse.Namespace) -> int:
         "gpu_fp32": args.gpu_fp32,
         "delegate_options": _pairs(args.delegate_option, "--delegate-option"),
     }
+    if args.profile:
+        options["profile"] = True
     if args.providers:
         options["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
     shown = ", ".join(f"{t.name} {format_shape(t.shape_signature)} {t.dtype}" for t in info.inputs)
@@ -290,7 +328,7 @@ def _bench_file(args: argparse.Namespace, info: Any, shown: str, options: dict[s
         elif plan.skip is None:
             err.print(f"[dim]running {plan.backend} ...[/]", highlight=False)
 
-    records = bench_file(
+    records = _runner(args, bench_file)(
         args.file,
         args.backend or ["auto"],
         isolate=not args.in_process,
@@ -358,3 +396,46 @@ def _bench_file(args: argparse.Namespace, info: Any, shown: str, options: dict[s
 
 def _jsonable(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
+
+
+def _runner(args: argparse.Namespace, bench_file: Any) -> Any:
+    """``bench_file`` here (records get device local), or its stand-in on ``--device``."""
+    from edgesmith.runtime.device_info import local_device
+
+    if args.device in (None, "local"):
+        if args.ssh_config or args.device_python or args.install:
+            raise ConfigError(
+                "--ssh-config, --device-python or --install without --device",
+                expected="--device ssh://user@host with them",
+            )
+
+        def here(*call: Any, **options: Any) -> list[Any]:
+            return [r.updated(device=local_device()) for r in bench_file(*call, **options)]
+
+        return here
+    import dataclasses
+    import functools
+
+    from edgesmith.console import err
+    from edgesmith.devices.device_spec import DEFAULT_TIMEOUT, parse_device
+    from edgesmith.devices.remote_bench import RemoteDevice
+
+    spec = parse_device(args.device, where="--device")
+    if spec.is_local:  # a mapping cannot come from the command line; this is a plain name
+        raise ConfigError(f"--device {args.device}", expected="ssh://user@host[:port]")
+    backends = len(args.backend or ["auto"]) * 3  # auto may run a few
+    spec = dataclasses.replace(
+        spec,
+        python=args.device_python,
+        ssh_config=args.ssh_config,
+        timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout * backends + 120,
+    )
+    device = RemoteDevice(spec)
+    info = device.check(install=args.install)
+    err.print(
+        f"device {spec.name} ({spec.ssh}): {info['board'] or info['cpu']}, {info['cores']} "
+        f"cores, {info['memory_mb']} MB, {info['os']}, Python {info['python']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return functools.partial(device.bench, install=args.install)

@@ -21,6 +21,9 @@ recipe syntax:
     cluster  clusters, init=kmeans++|linear|density|random, preserve_sparsity, epochs,
              learning_rate, batch_size, keep_best, exclude
   exclude= is a regex searched in layer names; matching layers are left out of the step.
+  prune without epochs= / learning_rate= fine-tunes automatically: at the model's own
+  training rate, until validation accuracy is back within 0.5 pt of the input model's or
+  stops improving, for at most the model's training epochs; the card's budget says what ran.
   qat must be the last step.
 """
 

@@ -63,3 +63,24 @@ class StoreError(EdgesmithError):
 
 class BackendUnavailableError(EdgesmithError):
     """A runtime backend's library or device is not present on this machine."""
+
+
+class DeviceError(EdgesmithError):
+    """A device (a board reached over SSH) cannot be reached, used or trusted.
+
+    ``device`` names the device so that a plan's report says which one failed; the other
+    devices of the plan go on.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        device: str = "",
+        expected: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.device = device
+        super().__init__(
+            f"device {device}: {problem}" if device else problem, expected=expected, fix=fix
+        )

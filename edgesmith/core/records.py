@@ -176,6 +176,15 @@ class ResultRecord:
     peak_rss_mb: float | None = None
     fully_accelerated: bool | None = None
     environment: dict[str, Any] = field(default_factory=dict)
+    # Where it was measured: {name, ssh, board, cpu, cores, memory_mb, os, python,
+    # edgesmith}; name "local" for this machine, None for records no bench has touched.
+    device: dict[str, Any] | None = None
+    # bench --profile: per op in execution order {index, op, dtypes, delegate, ms, share,
+    # measured_ms}, per op type {op, delegate, ms, share, count}, and how the profiler's
+    # times were put on the unprofiled latency's scale; None: not profiled (notes say why).
+    op_profile: list[dict[str, Any]] | None = None
+    op_profile_by_type: list[dict[str, Any]] | None = None
+    op_profile_calibration: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 

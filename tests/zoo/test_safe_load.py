@@ -401,3 +401,18 @@ def test_oversized_config_is_refused_before_reading(
     for path in (good_files["keras"], good_files["h5"]):
         with pytest.raises(ModelFileError, match="over"):
             inspect_model_file(path)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("schedule", [False, True])
+def test_the_learning_rate_a_model_was_compiled_with_is_read(tmp_path, fmt, schedule):
+    """Fine-tuning starts at the rate the user trained with; the file's config says it."""
+    build, name = FORMATS[fmt]
+    model = build()
+    k = __import__("keras") if fmt.startswith("k3") else keras()
+    rate = k.optimizers.schedules.CosineDecay(4e-3, 100) if schedule else 4e-3
+    model.compile(optimizer=k.optimizers.Adam(rate), loss="mse")
+    compiled = inspect_model_file(_save(model, tmp_path / name))
+    assert compiled.learning_rate == pytest.approx(4e-3)
+    uncompiled = inspect_model_file(_save(build(), tmp_path / f"plain-{name}"))
+    assert uncompiled.learning_rate is None

@@ -117,3 +117,18 @@ def test_family_follows_the_layers():
     a = keras.layers.MultiHeadAttention(2, 4)(inputs, inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(a)))
     assert detect_family(model) == "transformer"
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_the_card_keeps_the_learning_rate_the_model_was_compiled_with(tmp_path, as_file):
+    import keras
+
+    model = _keras3_model()
+    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy")
+    if as_file:
+        model.save(tmp_path / "mine.keras")
+        model = tmp_path / "mine.keras"
+    stored, _ = open_model_and_data(model, data=_arrays())
+    assert stored.card.builder["train"]["learning_rate"] == pytest.approx(5e-3)
+    plain, _ = open_model_and_data(_keras3_model(), data=_arrays())
+    assert plain.card.builder == {}
