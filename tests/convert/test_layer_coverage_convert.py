@@ -16,21 +16,10 @@ from tests.compress.test_layer_coverage import GROUPS, trained
 MODES = [("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("onnx", "int8")]
 
 
-# Known gaps of ONNX Runtime's static int8 on these tiny models (see the report).
-ONNX_INT8_GAPS = {
-    "simple_rnn": "ONNX Runtime's QDQ quantizer fails on the unrolled SimpleRNN",
-    "bi_simple_rnn": "ONNX Runtime's QDQ quantizer fails on the unrolled SimpleRNN",
-    "lstm": "QDQ int8 of the unrolled LSTM agrees on ~82% of samples (TFLite int8 passes)",
-    "activations": "mean abs difference ~0.032 against the 0.03 tolerance",
-}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("group", GROUPS)
 @pytest.mark.parametrize(("fmt", "quant"), MODES, ids=[f"{f}-{q}" for f, q in MODES])
-def test_every_layer_group_converts_with_parity(group, fmt, quant, tmp_path, request):
-    if (fmt, quant) == ("onnx", "int8") and group in ONNX_INT8_GAPS:
-        request.applymarker(pytest.mark.xfail(reason=ONNX_INT8_GAPS[group], strict=False))
+def test_every_layer_group_converts_with_parity(group, fmt, quant, tmp_path):
     model, data = trained(group)
     config = ConversionConfig(format=fmt, quant=quant)
     path = tmp_path / f"model.{fmt}"
