@@ -117,3 +117,70 @@ def m_by_n_violations(kernel: np.ndarray, m: int, n: int) -> int:
 def input_channels(kernel_shape: tuple[int, ...]) -> int:
     """The axis m:n structure runs along: ``in`` of ``(in, out)`` or ``(h, w, in, out)``."""
     return int(kernel_shape[0] if len(kernel_shape) == 2 else kernel_shape[2])
+
+
+# Layers whose multiply-accumulates are counted; every other layer counts 0 (element-wise
+# work, pooling, normalisation and lookups are small next to these and hard to compare).
+_CONV = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D")
+_SEPARABLE = ("SeparableConv1D", "SeparableConv2D")
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+
+
+def macs(model: Any) -> dict[str, Any]:
+    """Multiply-accumulates of one inference of one sample, total and per layer.
+
+    Counted from weight and output shapes (an unknown length counts as 1):
+    convolutions ``output positions x kernel size`` (a separable one: both kernels),
+    ``Dense`` ``positions x kernel size`` (a rank-3 input runs it at every step), recurrent
+    layers ``steps x (kernel + recurrent kernel)`` (both directions of a
+    ``Bidirectional``), the zoo's ``AttentionCore`` ``Lq x Lk x (query + value width)``
+    (scores and the weighted sum). Biases, activations, pooling and normalisation are not
+    counted.
+
+    Example:
+        >>> from edgesmith.zoo.builders import build_model  # doctest: +SKIP
+        >>> macs(build_model("cnn", input_shape=(8, 8, 1), num_classes=10))["total"]  # doctest: +SKIP
+    """
+    per_layer: dict[str, int] = {}
+    for layer in model_layers(model):
+        count = layer_macs(inner_layer(layer))
+        if count:
+            per_layer[layer.name] = count
+    return {"total": int(sum(per_layer.values())), "layers": per_layer}
+
+
+def layer_macs(layer: Any) -> int:
+    """Multiply-accumulates of one call of ``layer`` (see :func:`macs`); 0 when not counted."""
+    cls = type(layer).__name__
+    if hasattr(layer, "layers") and cls not in ("Bidirectional",):
+        return macs(layer)["total"]  # a nested model
+    # A list, not a dict: both directions of a Bidirectional hold a "kernel".
+    sizes = [(name, int(np.prod(v.shape))) for name, v in kernels(layer)]
+    total = sum(size for _, size in sizes)
+    try:
+        out_shape = _shape(layer.output_shape)
+        in_shape = layer.input_shape
+    except (AttributeError, RuntimeError):
+        return 0  # a layer called more than once or never: no single shape
+    if cls in _CONV or cls in _SEPARABLE:
+        positions = _prod(out_shape[1:-1])
+        return positions * total
+    if cls == "Dense":
+        return _prod(out_shape[1:-1]) * total
+    if cls in _RECURRENT or cls == "Bidirectional":
+        steps = _shape(in_shape)[1] if len(_shape(in_shape)) > 2 else 1
+        return (steps or 1) * total
+    if cls == "AttentionCore":
+        query, key, value = (_shape(s) for s in in_shape)
+        return (query[1] or 1) * (key[1] or 1) * (query[-1] + value[-1])
+    return 0
+
+
+def _shape(shape: Any) -> tuple[Any, ...]:
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])  # several outputs (return_state): the first
+    return tuple(shape)
+
+
+def _prod(dims: Any) -> int:
+    return int(np.prod([d or 1 for d in dims])) if len(dims) else 1

@@ -59,8 +59,17 @@ class PruneConfig(StepConfig):
         schedule: ``constant`` (prune to ``sparsity`` at once, re-select masks while
             fine-tuning) or ``poly`` (polynomial decay from ``initial_sparsity``).
         initial_sparsity: where the ``poly`` schedule starts.
-        structure: ``unstructured`` or ``m:n`` (for example ``2:4``: at least m zeros in
-            every n consecutive input weights, the pattern sparse tensor cores run).
+        structure: ``unstructured``, ``m:n`` (for example ``2:4``: at least m zeros in
+            every n consecutive input weights, the pattern sparse tensor cores run), or
+            ``channels``: whole filters, units and attention heads are removed and the
+            model is rebuilt dense and smaller (:mod:`~edgesmith.compress.prune_channels`);
+            ``sparsity`` is then the share of each group's channels removed.
+        target_params, target_macs: with ``channels``, instead of ``sparsity``: remove the
+            smallest share of channels that brings the parameters (or multiply-accumulates)
+            to at most this number.
+        criterion: with ``channels``, how channels are ranked: ``l2`` (norm of the weights
+            computing them) or ``taylor`` (first-order loss change on training data).
+        rounds: with ``channels``, how many prune-and-fine-tune rounds reach the target.
         ramp_end: share of the fine-tuning steps after which ``poly`` holds the target.
         frequency: steps between mask updates (0: about ten updates over the budget).
         epochs, learning_rate, batch_size: the fine-tuning budget. None: automatic
@@ -85,6 +94,10 @@ class PruneConfig(StepConfig):
     batch_size: int | None = None
     keep_best: bool = True
     exclude: str = ""
+    target_params: int | None = None
+    target_macs: int | None = None
+    criterion: str = "l2"
+    rounds: int = 3
 
     def validate(self) -> None:
         check_range(
@@ -104,7 +117,8 @@ class PruneConfig(StepConfig):
         check_range("prune", "frequency", self.frequency, low=0, example="0 (automatic)")
         check_finetune("prune", self.epochs, self.learning_rate, self.batch_size, min_epochs=1)
         check_regex("prune", "exclude", self.exclude)
-        if self.structure != "unstructured":
+        self._validate_channels()
+        if self.structure not in ("unstructured", "channels"):
             match = _M_BY_N.fullmatch(self.structure)
             if not match or not 0 < int(match[1]) < int(match[2]) <= 32:
                 raise ConfigError(
@@ -136,11 +150,46 @@ class PruneConfig(StepConfig):
             example="0.0",
         )
 
+    def _validate_channels(self) -> None:
+        from edgesmith.compress.prune_channels import CRITERIA
+
+        check_choice("prune", "criterion", self.criterion, CRITERIA)
+        check_range("prune", "rounds", self.rounds, low=1, high=20, example="3")
+        check_range("prune", "target_params", self.target_params, low=1, example="20000")
+        check_range("prune", "target_macs", self.target_macs, low=1, example="1000000")
+        targets = [n for n in ("target_params", "target_macs") if getattr(self, n) is not None]
+        channel_only = [*targets, *(["criterion"] if self.criterion != "l2" else [])]
+        channel_only += ["rounds"] if self.rounds != 3 else []
+        if self.structure != "channels" and channel_only:
+            raise ConfigError(
+                f"prune: {channel_only[0]}= with structure={self.structure}",
+                expected="structure=channels (only channel pruning has it)",
+                fix="add structure=channels, or drop " + channel_only[0] + "=",
+            )
+        if len(targets) + (self.sparsity is not None) > 1:
+            raise ConfigError(
+                "prune: "
+                + " and ".join([*targets, *(["sparsity"] if self.sparsity is not None else [])]),
+                expected="one of sparsity=, target_params=, target_macs=",
+                fix="keep one",
+            )
+        if self.structure == "channels" and self.schedule != "constant":
+            raise ConfigError(
+                f"prune: schedule={self.schedule} with structure=channels",
+                expected="no schedule (channel pruning goes in rounds=)",
+                fix="use rounds=3 instead of schedule=",
+            )
+
     @property
     def m_by_n(self) -> tuple[int, int] | None:
         """``(m, n)`` for structured sparsity, None for unstructured."""
         match = _M_BY_N.fullmatch(self.structure)
         return (int(match[1]), int(match[2])) if match else None
+
+    @property
+    def channels(self) -> bool:
+        """Whether whole channels are removed (the model gets smaller)."""
+        return self.structure == "channels"
 
     @property
     def target_sparsity(self) -> float:
@@ -205,6 +254,10 @@ def run(
         >>> from edgesmith.compress import prune  # doctest: +SKIP
         >>> pruned = prune.run(model, data, prune.PruneConfig(sparsity=0.8)).model  # doctest: +SKIP
     """
+    if config.channels:
+        from edgesmith.compress.prune_channels import run_channels
+
+        return run_channels(model, data, config, context)
     import numpy as np
 
     from edgesmith.compress.finetune import (

@@ -26,6 +26,15 @@ LSTM_MODES = ("unroll", "fused")
 # "float-gates" keeps the gate/cell element-wise ops in float (weights, matrix products,
 # inputs and outputs stay int8); "int8" quantizes every op (lstm-kws: 96.3% -> 89.0%).
 LSTM_INT8_MODES = ("float-gates", "int8")
+# ``--quant auto`` (convert/quant_auto.py): search the modes and selective int8 variants by
+# measured latency and accuracy. A search over files, not a file mode, so it lives here and
+# not in the core tables' QUANT_MODES; TFLite only (its converter quantizes per op type).
+AUTO_QUANT = "auto"
+AUTO_FORMATS = ("tflite",)
+AUTO_OBJECTIVES = ("latency", "size")
+# The settings only ``auto`` reads; to_dict leaves them out for other modes, so the records
+# and cache keys of every other conversion stay what they were.
+_AUTO_FIELDS = ("budget", "objective", "backend")
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,9 @@ DEFAULT_TOLERANCES = {
     "int16x8": Tolerance(0.25, 0.97, 5e-3),
     "dynamic": Tolerance(None, 0.95, 0.01),
     "int8": Tolerance(None, 0.90, 0.03),
+    # auto picks among all of the above by the accuracy budget; parity is judged as loosely
+    # as for the loosest mode it can pick (full int8).
+    "auto": Tolerance(None, 0.90, 0.03),
 }
 
 
@@ -68,7 +80,9 @@ class ConversionConfig:
 
     Attributes:
         format: ``tflite`` or ``onnx``.
-        quant: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``int16x8`` (tflite only).
+        quant: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``int16x8`` (tflite only), or
+            ``auto`` (tflite only): the fastest (or smallest) of several measured variants
+            within ``budget`` (see :mod:`edgesmith.convert.quant_auto`).
         calibration_samples: training samples used to calibrate ``int8``/``int16x8``.
         eval_samples: test samples for parity and accuracy (None: the whole test split).
         opset: ONNX opset.
@@ -82,6 +96,9 @@ class ConversionConfig:
         max_abs_diff, min_top1_agreement, max_mean_abs_diff: override the mode's parity
             tolerance.
         seed: picks the calibration samples.
+        budget: ``auto``: accuracy points the chosen file may lose against float32.
+        objective: ``auto``: ``latency`` (fastest within the budget) or ``size``.
+        backend: ``auto``: the runtime backend whose latency is measured (``litert``).
     """
 
     format: str = "tflite"
@@ -98,6 +115,9 @@ class ConversionConfig:
     min_top1_agreement: float | None = None
     max_mean_abs_diff: float | None = None
     seed: int = 0
+    budget: float = 0.5
+    objective: str = "latency"
+    backend: str = "litert"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -106,12 +126,14 @@ class ConversionConfig:
                 expected=f"one of {', '.join(FORMATS)}",
                 fix="use --format tflite or --format onnx",
             )
-        if self.quant not in QUANT_MODES:
+        if self.quant not in (*QUANT_MODES, AUTO_QUANT):
             raise ConfigError(
                 f"--quant {self.quant}",
-                expected=f"one of {', '.join(QUANT_MODES)}",
+                expected=f"one of {', '.join((*QUANT_MODES, AUTO_QUANT))}",
             )
-        if self.quant not in FORMAT_QUANT[self.format]:
+        if self.quant == AUTO_QUANT:
+            self._validate_auto()
+        elif self.quant not in FORMAT_QUANT[self.format]:
             raise ConfigError(
                 f"--format {self.format} --quant {self.quant}",
                 expected=f"for {self.format}, one of {', '.join(FORMAT_QUANT[self.format])}",
@@ -153,6 +175,39 @@ class ConversionConfig:
                 f"--min-top1-agreement {self.min_top1_agreement}", expected="a value in [0, 1]"
             )
 
+    def _validate_auto(self) -> None:
+        if self.format not in AUTO_FORMATS:
+            raise ConfigError(
+                f"--format {self.format} --quant auto",
+                expected=f"--format {' or '.join(AUTO_FORMATS)} (the search chooses per "
+                "op type, which the TFLite converter can do)",
+                fix="use --format tflite --quant auto, or a fixed --quant for ONNX",
+            )
+        if not 0 <= self.budget <= 100:
+            raise ConfigError(
+                f"--budget {self.budget}",
+                expected="accuracy points from 0 to 100 that auto may lose (default 0.5)",
+            )
+        from edgesmith.runtime.backends import BACKENDS, parse_backend
+
+        name = parse_backend(self.backend)[0]  # an unknown name raises, with suggestions
+        if name == "auto" or BACKENDS[name].format != "tflite":
+            raise ConfigError(
+                f"--backend {self.backend} for --quant auto",
+                expected="a backend that runs .tflite files: "
+                + ", ".join(b.name for b in BACKENDS.values() if b.format == "tflite"),
+            )
+        if self.objective not in AUTO_OBJECTIVES:
+            raise ConfigError(
+                f"--objective {self.objective}", expected=f"one of {', '.join(AUTO_OBJECTIVES)}"
+            )
+        if self.sparse:
+            raise ConfigError(
+                "--sparse with --quant auto",
+                expected="one of them: the search measures XNNPACK, which cannot run sparse "
+                "int8 weights",
+            )
+
     @property
     def tolerance(self) -> Tolerance:
         """The parity tolerance: the mode's default with any override applied."""
@@ -168,14 +223,18 @@ class ConversionConfig:
     @property
     def needs_calibration(self) -> bool:
         """Whether the mode quantizes activations from observed ranges."""
-        return self.quant in ("int8", "int16x8")
+        return self.quant in ("int8", "int16x8", AUTO_QUANT)
 
     @property
     def suffix(self) -> str:
         return FILE_SUFFIX[self.format]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.quant != AUTO_QUANT:
+            for name in _AUTO_FIELDS:
+                data.pop(name)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConversionConfig:

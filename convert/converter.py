@@ -128,7 +128,20 @@ def convert_model(
     notes = list(source.notes)
     if eval_note:
         notes.append(eval_note)
-    if config.format == "tflite":
+    if config.quant == "auto":  # measures candidates on the evaluation samples
+        from edgesmith.convert.quant_auto import auto_tflite
+
+        converted = auto_tflite(
+            source.model,
+            source.family,
+            config,
+            x_calibration=source.x_calibration,
+            x_val=x_eval,
+            y_val=y_eval,
+            logits=logits,
+            qat=qat,
+        )
+    elif config.format == "tflite":
         from edgesmith.convert.tflite import to_tflite
 
         converted = to_tflite(

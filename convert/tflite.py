@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,7 @@ def to_tflite(
     *,
     x_calibration: np.ndarray | None = None,
     qat: bool = False,
+    float_ops: Sequence[str] = (),
 ) -> TfliteResult:
     """Convert ``model`` to a .tflite flatbuffer in ``config.quant`` mode.
 
@@ -219,8 +220,22 @@ def to_tflite(
     With ``qat`` (a quantization-aware-trained model) it takes the ranges learned in
     training; samples, when given, calibrate what training left open and every op must
     then be an int8 builtin (without samples, an op without learned ranges stays float).
-    ``int16x8`` uses 16-bit activations and 8-bit weights.
+    ``int16x8`` uses 16-bit activations and 8-bit weights. ``float_ops`` (``int8`` only)
+    are op types kept in float32 on top of the defaults (selective quantization: weights
+    and every other op stay int8). ``auto`` searches the modes by measured latency and
+    accuracy (:func:`~edgesmith.convert.quant_auto.auto_tflite`; here without labels, by
+    agreement with float32 on samples of ``x_calibration``).
     """
+    if config.quant == "auto":
+        from edgesmith.convert.quant_auto import auto_tflite
+
+        return auto_tflite(model, family, config, x_calibration=x_calibration, qat=qat)
+    if float_ops and (config.quant != "int8" or qat):
+        raise ConfigError(
+            f"float_ops={list(float_ops)} with --quant {config.quant}"
+            + (" on a QAT model" if qat else ""),
+            expected="--quant int8 on a float model (selective quantization)",
+        )
     exported, strategy, notes = export_model(model, family, config, qat=qat)
     if config.needs_calibration and not qat and x_calibration is None:
         raise ConfigError(
@@ -248,7 +263,8 @@ def to_tflite(
         assert x_cal is not None
         calibration = {"method": "min/max over representative samples", "samples": len(x_cal)}
     strategy["calibration"] = calibration
-    float_ops: tuple[str, ...] = ()
+    extra_float_ops = tuple(float_ops)
+    float_ops = ()
     unrolled = str(strategy.get("lstm", "")).startswith("unrolled")
     if config.quant == "int8" and unrolled and not qat:
         float_ops = LSTM_FLOAT_GATE_OPS if config.lstm_int8 == "float-gates" else ()
@@ -269,6 +285,9 @@ def to_tflite(
                 "LSTM int8: every op int8 (lstm_int8=int8); long sequences lose accuracy "
                 "(lstm-kws: 96.3% -> 89.0%), the default float-gates scheme keeps it"
             )
+    if extra_float_ops:
+        float_ops = tuple(dict.fromkeys((*float_ops, *extra_float_ops)))
+        strategy["float_ops"] = list(float_ops)
     strategy["tensor_names"] = "internal tensor names dropped (inputs/outputs kept)"
     # Float token ids of a QAT model stay float: an int8 input would quantize the ids.
     int8_input = not (qat and _feeds_embedding(exported))

@@ -6,6 +6,9 @@ downstream of it, and an upgraded edgesmith (whose techniques may compute differ
 never reuses an older version's outputs.
 An entry is built in a temporary folder and renamed into place when complete: a run
 killed at any point leaves no partial entry, and the next run simply builds it again.
+Workers of one run (processes, Ray tasks on this machine) may build entries at the same
+time: each entry is built under its own file lock, so two workers needing the same entry
+build it once and the second one reads what the first wrote.
 
 Example:
     >>> import tempfile
@@ -31,6 +34,7 @@ from edgesmith.core.errors import EdgesmithError
 from edgesmith.core.fileio import TMP_PREFIX, atomic_path
 
 DONE_MARKER = ".done"
+LOCK_FOLDER = ".locks"  # one lock file per entry, outside the stage folders
 
 
 class StageCache:
@@ -67,11 +71,33 @@ class StageCache:
         dest = self.path(stage, key)
         if self.has(stage, key):
             return dest
-        with atomic_path(dest, suffix=".dir") as tmp:
-            tmp.mkdir(parents=True)
-            produce(tmp)
-            (tmp / DONE_MARKER).write_text("")
+        with self.entry_lock(stage, key):
+            # Another worker may have finished it while this one waited for the lock.
+            if self.has(stage, key):
+                return dest
+            with atomic_path(dest, suffix=".dir") as tmp:
+                tmp.mkdir(parents=True)
+                produce(tmp)
+                (tmp / DONE_MARKER).write_text("")
         return dest
+
+    @contextlib.contextmanager
+    def entry_lock(self, stage: str, key: str) -> Iterator[None]:
+        """Hold the lock of one entry (blocking): one builder per entry across processes.
+
+        The lock files stay (removing one could let a third worker lock a new file while
+        the second still holds the old one); they are empty and outside the entries.
+        """
+        import fcntl
+
+        folder = self.root / LOCK_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{stage}-{key}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:

@@ -18,7 +18,7 @@ from edgesmith.core.errors import EdgesmithError
 
 # One module per command group under edgesmith/commands/, each with register(subparsers).
 # Building the parser imports none of TensorFlow: handlers import what they need.
-COMMAND_MODULES = ("zoo", "compress", "convert", "inspect", "bench", "run")
+COMMAND_MODULES = ("zoo", "compress", "convert", "inspect", "bench", "run", "tune", "report")
 # Set to 1 to see the full Python trace (with its causes) behind any error.
 DEBUG_ENV = "EDGESMITH_DEBUG"
 

@@ -37,10 +37,12 @@ class Target:
             raise ConfigError(
                 f"format {self.format!r}", expected=f"one of {', '.join(FORMAT_QUANT)}"
             )
-        if self.quant not in FORMAT_QUANT[self.format]:
+        # ``auto`` (convert/quant_auto.py) is a search over TFLite files, not a file mode.
+        modes = (*FORMAT_QUANT[self.format], *(("auto",) if self.format == "tflite" else ()))
+        if self.quant not in modes:
             raise ConfigError(
                 f"{self.format}:{self.quant}",
-                expected=f"a quant mode of {self.format}: {', '.join(FORMAT_QUANT[self.format])}",
+                expected=f"a quant mode of {self.format}: {', '.join(modes)}",
             )
 
     @classmethod
@@ -60,8 +62,11 @@ class BenchSettings:
     runs: int = 50
     warmup: int = 5
     threads: int | None = None
+    profile: bool = False  # a per-op latency profile in each record (litert, onnxruntime)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.profile, bool):
+            raise ConfigError(f"bench.profile={self.profile!r}", expected="true or false")
         for name in ("runs", "warmup", "threads"):
             value = getattr(self, name)
             if not (value is None and name == "threads") and not _is_int(value):
@@ -162,6 +167,9 @@ class Plan:
     calibration_samples: int = 200
     parity_samples: int = 100
     name: str = "edgesmith run"
+    # The accuracy a variant may lose against the float baseline, in percentage points,
+    # and still be recommended (the report's "within budget").
+    budget: float = 1.0
     # Recipes whose output only makes sense in some targets (a QAT model is meant for int8).
     recipe_targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
     # Per-model recipe text under one recipe name: fine-tuning budgets differ between models
@@ -184,6 +192,15 @@ class Plan:
         if BASELINE_RECIPE not in self.recipes:
             # The float model is the baseline row of every table: always part of the run.
             object.__setattr__(self, "recipes", {BASELINE_RECIPE: "", **self.recipes})
+        if (
+            isinstance(self.budget, bool)
+            or not isinstance(self.budget, (int, float))
+            or not 0 <= self.budget <= 100
+        ):
+            raise ConfigError(
+                f"budget={self.budget!r}",
+                expected="accuracy points a variant may lose, a number from 0 to 100 (default 1)",
+            )
         if not self.targets or not self.backends:
             raise ConfigError("plan has no targets or no backends", expected="at least one of each")
         if not self.devices:

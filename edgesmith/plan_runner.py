@@ -6,6 +6,11 @@ Stages: ``train`` (the zoo store) -> ``compress`` (one folder per recipe) -> ``c
 lives in the stage cache under a key derived from its config and the keys of its
 inputs, so a re-run recomputes nothing that is done and a changed recipe recomputes
 only what depends on it. A failing variant is recorded with its error; the others go on.
+With an ``executor`` (:mod:`edgesmith.executor`: worker processes or Ray) the entries
+that do not depend on each other are built in parallel first
+(:func:`edgesmith.executor_plan.prefetch`); the records then come from the same serial
+pass over the cache, so they are those of a serial run. Benchmarks always run one at a
+time: a latency measured next to a training process would measure the contention.
 
 Example:
     >>> from edgesmith.plan import Plan
@@ -67,11 +72,15 @@ def run_plan(
     out: str | os.PathLike[str],
     store: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    executor: Any = None,
 ) -> RunSummary:
     """Run every variant of ``plan`` and write the report into ``out``.
 
     ``progress`` receives a message for each stage entry that is computed (not cached)
-    and the training progress of the zoo and compress stages; without it nothing is shown.
+    and the training progress of the zoo and compress stages (of this process: workers'
+    epochs are not shown); without it nothing is shown. ``executor``
+    (:func:`edgesmith.executor.make_executor`) builds independent entries in parallel;
+    None runs everything here, one entry at a time.
     """
     from edgesmith.report import write_report
 
@@ -79,6 +88,10 @@ def run_plan(
     cache = StageCache(out / "stages")
     runner = PlanRunner(plan, cache, store, progress)
     with cache.exclusive():
+        if executor is not None and executor.parallel:
+            from edgesmith.executor_plan import prefetch
+
+            prefetch(runner, executor)
         records = list(runner.records())
         write_json(out / "plan.json", plan.to_dict())
         report = write_report(records, out, title=f"{plan.name}: accuracy vs size vs latency")
@@ -93,11 +106,14 @@ class PlanRunner:
 
         self.plan = plan
         self.cache = cache
+        self.store_arg = store  # what a worker process opens the same store with
         self.store = ModelStore(store)
         self.progress = progress
         self.computed: dict[str, int] = {}
         self.remotes: dict[str, Any] = {}  # device name -> RemoteDevice, checked once
         self.device_faults: dict[str, str] = {}  # device name -> why it cannot be used
+        # (stage, key) -> the error a worker met building that entry: not built again here.
+        self.failures: dict[tuple[str, str], str] = {}
 
     def on_stage(self, text: str) -> None:
         """Say that a stage entry is being computed."""
@@ -106,6 +122,8 @@ class PlanRunner:
     # -- stages -------------------------------------------------------------------------
 
     def _build(self, stage: str, key: str, label: str, produce: Callable[[Path], Any]) -> Path:
+        if (stage, key) in self.failures:
+            raise BuildFailed(self.failures[stage, key])
         if not self.cache.has(stage, key):
             self.on_stage(f"{stage}: {label}")
             self.computed[stage] = self.computed.get(stage, 0) + 1
@@ -126,9 +144,9 @@ class PlanRunner:
         key = StageCache.key("train", card.to_dict())
         return _Model(name, BASELINE_RECIPE, self.store.path(name), key)
 
-    def import_model(self, name: str) -> _Model:
-        """A model of the user's as a model folder, keyed by the content of its files."""
-        from edgesmith.zoo.user_model import content_hash, import_model
+    def import_key(self, name: str) -> str:
+        """The cache key of a model of the user's: the content hashes of its files."""
+        from edgesmith.zoo.user_model import content_hash
 
         source = self.plan.source_of(name)
         assert source.file is not None and source.data is not None
@@ -141,7 +159,14 @@ class PlanRunner:
             if source.custom_objects
             else None,
         }
-        key = StageCache.key("import", config)
+        return StageCache.key("import", config)
+
+    def import_model(self, name: str) -> _Model:
+        """A model of the user's as a model folder, keyed by the content of its files."""
+        from edgesmith.zoo.user_model import import_model
+
+        source = self.plan.source_of(name)
+        key = self.import_key(name)
         folder = self._build(
             "import",
             key,
@@ -159,14 +184,23 @@ class PlanRunner:
         )
         return _Model(name, BASELINE_RECIPE, folder / "model", key)
 
-    def compress(self, parent: _Model, recipe_name: str, recipe: str) -> _Model:
+    def variant(self, parent: _Model, recipe_name: str, recipe: str) -> _Model:
+        """The model ``recipe`` makes of ``parent``, where its entry is (or will be)."""
         if recipe_name == BASELINE_RECIPE or not recipe.strip():
             return parent
         from edgesmith.compress.recipe import parse_recipe
-        from edgesmith.compress.recipe_runner import compress_model
 
         steps = parse_recipe(recipe).to_dict()
         key = StageCache.key("compress", steps, upstream=[parent.key])
+        return _Model(parent.name, recipe_name, self.cache.path("compress", key) / "model", key)
+
+    def compress(self, parent: _Model, recipe_name: str, recipe: str) -> _Model:
+        model = self.variant(parent, recipe_name, recipe)
+        if model is parent:
+            return parent
+        from edgesmith.compress.recipe_runner import compress_model
+
+        key = model.key
         folder = self._build(
             "compress",
             key,
@@ -181,18 +215,25 @@ class PlanRunner:
         )
         return _Model(parent.name, recipe_name, folder / "model", key)
 
-    def convert(self, model: _Model, target: Target) -> tuple[Path, str]:
+    def _conversion(self, target: Target) -> Any:
         from edgesmith.convert.config import ConversionConfig
-        from edgesmith.convert.converter import convert_model
 
-        config = ConversionConfig(
+        return ConversionConfig(
             format=target.format,
             quant=target.quant,
             calibration_samples=self.plan.calibration_samples,
             eval_samples=self.plan.parity_samples,
         )
+
+    def convert_key(self, model: _Model, target: Target) -> str:
+        return StageCache.key("convert", self._conversion(target).to_dict(), upstream=[model.key])
+
+    def convert(self, model: _Model, target: Target) -> tuple[Path, str]:
+        from edgesmith.convert.converter import convert_model
+
+        config = self._conversion(target)
         suffix = ".tflite" if target.format == "tflite" else ".onnx"
-        key = StageCache.key("convert", config.to_dict(), upstream=[model.key])
+        key = self.convert_key(model, target)
 
         def produce(tmp: Path) -> None:
             file = tmp / f"model{suffix}"
@@ -222,23 +263,32 @@ class PlanRunner:
             ResultRecord.from_dict(read_json(folder / RECORD_FILE)), Path("."), folder
         )
 
-    def evalset(self, model: _Model) -> Path:
+    def evalset_key(self, model: _Model, split: str = "test") -> str:
+        return StageCache.key("evalset", {"split": split}, upstream=[model.key])
+
+    def evalset(self, model: _Model, split: str = "test") -> Path:
+        """The ``split`` (``test``; ``val`` for searches) as the model eats it, as .npz."""
         from edgesmith.zoo.evaluate import export_eval
 
-        key = StageCache.key("evalset", {"split": "test"}, upstream=[model.key])
         folder = self._build(
             "evalset",
-            key,
-            f"{model.name} {model.recipe}",
+            self.evalset_key(model, split),
+            f"{model.name} {model.recipe}" + ("" if split == "test" else f" ({split})"),
             lambda tmp: export_eval(
-                model.folder, out=tmp / "test.npz", data_dir=self.plan.data_dir
+                model.folder, out=tmp / f"{split}.npz", data_dir=self.plan.data_dir, split=split
             ),
         )
-        return folder / "test.npz"
+        return folder / f"{split}.npz"
 
-    def bench_key(self, convert_key: str, backend: str, device: DeviceSpec) -> str:
+    def bench_key(
+        self, convert_key: str, backend: str, device: DeviceSpec, split: str = "test"
+    ) -> str:
         settings = {"backend": backend, **self.plan.bench.__dict__}
+        if settings.pop("profile"):  # keys without a profile stay those of before
+            settings["profile"] = True
         settings["device"] = device.cache_identity()
+        if split != "test":  # the test split's keys stay those of earlier versions
+            settings["split"] = split
         return StageCache.key("bench", settings, upstream=[convert_key])
 
     def bench(
@@ -248,11 +298,12 @@ class PlanRunner:
         backend: str,
         evalset: Path,
         device: DeviceSpec | None = None,
+        split: str = "test",
     ) -> ResultRecord:
         from edgesmith.devices import bench_on
 
         device = device or DeviceSpec()
-        key = self.bench_key(convert_key, backend, device)
+        key = self.bench_key(convert_key, backend, device, split)
         file = _model_file(converted)
 
         def produce(tmp: Path) -> None:
@@ -262,6 +313,8 @@ class PlanRunner:
                 "warmup": self.plan.bench.warmup,
                 "threads": self.plan.bench.threads,
             }
+            if self.plan.bench.profile:
+                settings["profile"] = True
             if device.is_local:
                 records = bench_on(device, file, [backend], **settings)
             else:
@@ -318,10 +371,11 @@ class PlanRunner:
         backend: str,
         evalset: Path,
         device: DeviceSpec,
+        split: str = "test",
     ) -> ResultRecord:
         """One variant x backend on one device: its record, a note, or its error."""
         cached = not device.is_local and self.cache.has(
-            "bench", self.bench_key(key, backend, device)
+            "bench", self.bench_key(key, backend, device, split)
         )
         try:
             reason = None if cached else self.device_unavailable(backend, device)
@@ -342,7 +396,7 @@ class PlanRunner:
                 backend=backend, device=self.device_stub(device), notes=[*converted.notes, *notes]
             )
         try:
-            measured = self.bench(folder, key, backend, evalset, device)
+            measured = self.bench(folder, key, backend, evalset, device, split)
         except Exception as exc:
             return converted.updated(
                 backend=backend, device=self.device_stub(device), error=_describe(exc)
@@ -488,14 +542,22 @@ def _merge(converted: ResultRecord, measured: ResultRecord) -> ResultRecord:
         peak_rss_mb=measured.peak_rss_mb,
         fully_accelerated=measured.fully_accelerated,
         device=measured.device,
+        correct=measured.correct if measured.correct is not None else converted.correct,
+        op_profile=measured.op_profile,
+        op_profile_by_type=measured.op_profile_by_type,
+        op_profile_calibration=measured.op_profile_calibration,
         environment={**converted.environment, **measured.environment},
         notes=[*converted.notes, *measured.notes],
         error=measured.error,
     )
 
 
+class BuildFailed(Exception):
+    """A stage entry whose build already failed in a worker; ``str`` is that failure."""
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, EdgesmithError):
+    if isinstance(exc, (EdgesmithError, BuildFailed)):
         return str(exc)
     # An unexpected failure: keep the innermost frame so the record says where it broke.
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None

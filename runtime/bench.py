@@ -149,8 +149,10 @@ def benchmark(
                 raise
             raise guessed_shape_error(path, backend, guessed, exc) from exc
         failure = accelerator_failure(log_file.read())
-    times, first_ms, accuracy, samples = measured
+    times, first_ms, accuracy, samples, correct = measured
     stats = latency_stats(times)
+    # The low end of the spread the report shows next to p50 (p10-p90).
+    stats["p10"] = float(np.percentile(np.asarray(times, np.float64) / 1e6, 10))
     latency = {"init": runner.init_ms, "first": first_ms, **stats}
     notes = list(info.notes) + list(runner.notes)
     if failure:
@@ -194,6 +196,7 @@ def benchmark(
         accuracy=accuracy,
         metric=_metric(info) if accuracy is not None else None,
         samples=samples,
+        correct=correct,
         latency_ms={k: round(v, 6) for k, v in latency.items()},
         throughput_per_s=round(runner.batch_size * 1000.0 / stats["mean"], 3)
         if stats["mean"] > 0
@@ -292,8 +295,8 @@ def _measure(
     runs: int,
     min_time: float,
     memory: dict[str, float | None],
-) -> tuple[list[int], float, float | None, int | None]:
-    """First run, warm-up, timed runs and accuracy on an open runner (closed at the end)."""
+) -> tuple[list[int], float, float | None, int | None, str | None]:
+    """First run, warm-up, timed runs, accuracy and per-sample outcomes (closed at the end)."""
     try:
         memory["after_load"] = rss_mb()
         feeds = (
@@ -312,14 +315,25 @@ def _measure(
         times = timed_runs(call, runs, min_time)
         del call  # the Interpreter takes no other call while its native run is held
         memory["after_runs"] = rss_mb()
-        accuracy = samples = None
+        accuracy = samples = correct = None
         if evalset is not None and arrays is not None:
-            accuracy = score(evalset.y, runner.predict_inputs(arrays))
+            outputs = runner.predict_inputs(arrays)
+            accuracy = score(evalset.y, outputs)
             samples = len(evalset)
+            correct = _outcomes(evalset.y, outputs)
         memory["peak"] = peak_rss_mb()
     finally:
         runner.close()
-    return times, first_ms, accuracy, samples
+    return times, first_ms, accuracy, samples, correct
+
+
+def _outcomes(y: np.ndarray, outputs: np.ndarray) -> str:
+    """Which samples the file got right, packed (the same decision as ``score``)."""
+    from edgesmith.core.metrics import predicted_classes
+    from edgesmith.core.records import pack_outcomes
+
+    outputs = outputs.reshape(len(y), -1) if outputs.ndim != 2 else outputs
+    return pack_outcomes(predicted_classes(outputs) == np.asarray(y).reshape(-1))
 
 
 # WebGPU (Dawn) reports a shader it cannot compile on stderr and goes on: the runs then do

@@ -11,8 +11,12 @@ RECIPE_HELP = """\
 recipe syntax:
   steps joined by '+', each 'name' or 'name:key=value,key=value'
   (or a .json/.yaml file; recipe.json in an output folder is one):
-    prune    sparsity, schedule=constant|poly, initial_sparsity, structure=unstructured|2:4,
-             ramp_end, frequency, epochs, learning_rate, batch_size, keep_best, exclude
+    prune    sparsity, schedule=constant|poly, initial_sparsity,
+             structure=unstructured|2:4|channels, ramp_end, frequency, epochs,
+             learning_rate, batch_size, keep_best, exclude;
+             with structure=channels (whole filters, LSTM/GRU units and attention heads
+             removed, the model rebuilt smaller): sparsity = share of channels removed,
+             or target_params=N / target_macs=N, criterion=l2|taylor, rounds (3)
     qat      epochs, learning_rate, batch_size, preserve=auto|none|sparsity|clusters,
              calibration_samples, keep_best, exclude
     distill  student=ZOO_NAME, width (0.5), depth, temperature (2), alpha (0.9: weight of
@@ -24,6 +28,9 @@ recipe syntax:
   prune without epochs= / learning_rate= fine-tunes automatically: at the model's own
   training rate, until validation accuracy is back within 0.5 pt of the input model's or
   stops improving, for at most the model's training epochs; the card's budget says what ran.
+  prune:structure=channels fine-tunes the same way after each of its rounds; layers it
+  cannot narrow keep their width (the card's plan says why). To learn from the unpruned
+  model, distill first: distill:width=0.5+prune:structure=channels.
   qat must be the last step.
 """
 

@@ -13,6 +13,8 @@ from edgesmith.commands import (
     store_option,
     trust_options,
 )
+from edgesmith.commands.analyze import add_quant_error_options, run_quant_error
+from edgesmith.convert.config import AUTO_OBJECTIVES, AUTO_QUANT
 from edgesmith.core.tables import FORMATS, QUANT_MODES
 
 
@@ -34,6 +36,8 @@ def register(commands: Any) -> None:
         "edgesmith convert lstm-kws --format tflite --quant int8 --data-dir ../shared/data "
         "--out lstm-kws-int8.tflite",
         "edgesmith convert transformer-digits --format onnx --quant int8 --out t.onnx --json t.json",
+        "edgesmith convert transformer-digits --format tflite --quant auto --budget 0.5 "
+        "--out t-auto.tflite",
         "edgesmith convert my.keras --data my.npz --format tflite --quant int8 --out my.tflite",
         "edgesmith convert my.keras --data photos/ --format onnx --quant int8 --out my.onnx",
         "edgesmith convert model.keras --format tflite --quant int8 --calibration train.npz "
@@ -46,9 +50,33 @@ def register(commands: Any) -> None:
     sub.add_argument(
         "--quant",
         default="none",
-        choices=QUANT_MODES,
+        choices=(*QUANT_MODES, AUTO_QUANT),
         help="none (float32), fp16, dynamic (int8 weights), int8 (full integer, int8 in/out), "
-        "int16x8 (16-bit activations; tflite only). Default: none",
+        "int16x8 (16-bit activations; tflite only), auto (tflite only: builds float32, int8, "
+        "dynamic, fp16 and selective int8 files from the per-op profile of full int8, "
+        "measures their accuracy and latency here and keeps the fastest within --budget). "
+        "Default: none",
+    )
+    sub.add_argument(
+        "--budget",
+        type=float,
+        default=0.5,
+        metavar="PTS",
+        help="--quant auto: accuracy points the chosen file may lose against float32 "
+        "(default: 0.5)",
+    )
+    sub.add_argument(
+        "--objective",
+        default="latency",
+        choices=AUTO_OBJECTIVES,
+        help="--quant auto: the fastest (latency, default) or smallest (size) file within "
+        "the budget",
+    )
+    sub.add_argument(
+        "--backend",
+        default="litert",
+        metavar="B",
+        help="--quant auto: the backend whose latency decides (default: litert, 1 thread)",
     )
     sub.add_argument("--out", required=True, metavar="FILE", help="the .tflite/.onnx to write")
     sub.add_argument("--json", metavar="OUT", help="where to write the record (default FILE.json)")
@@ -127,10 +155,11 @@ def register(commands: Any) -> None:
         "edgesmith analyze transformer.tflite --target gpu --json gpu.json",
     )
     sub.add_argument("file", metavar="FILE", help="a .tflite file")
-    sub.add_argument("--target", required=True, choices=("edgetpu", "gpu"))
+    sub.add_argument("--target", choices=("edgetpu", "gpu"))
     sub.add_argument(
         "--json", metavar="OUT", help="write the report as JSON to OUT ('-': stdout only)"
     )
+    add_quant_error_options(sub)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -151,6 +180,9 @@ def _convert(args: argparse.Namespace) -> int:
         min_top1_agreement=args.min_top1_agreement,
         max_mean_abs_diff=args.max_mean_abs_diff,
         seed=args.seed,
+        budget=args.budget,
+        objective=args.objective,
+        backend=args.backend,
     )  # validated before TensorFlow loads: impossible requests fail in milliseconds
     from edgesmith.convert.converter import convert_model
 
@@ -187,6 +219,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    if args.quant_error or not args.target:
+        return run_quant_error(args)  # without either mode it says what is missing
     from edgesmith.convert.analyze import analyze
 
     report = analyze(args.file, args.target)

@@ -36,6 +36,7 @@ def register(commands: Any) -> None:
             "edgesmith run --plan plans/demo.yaml --out reports/demo",
             "edgesmith run --models cnn-digits --recipes prune:sparsity=0.8 "
             "--formats tflite:int8 onnx:int8 --backends litert onnxruntime --out reports/quick",
+            "edgesmith run --plan plans/demo.yaml --out reports/demo --executor ray",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,8 +55,36 @@ def register(commands: Any) -> None:
     )
     sub.add_argument("--backends", nargs="+", metavar="B", help="litert, onnxruntime, ...")
     sub.add_argument("--runs", type=int, help="timed runs per benchmark")
+    executor_options(sub)
     data_dir_option(sub)
     store_option(sub)
+
+
+def executor_options(parser: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--workers`` and ``--ray-address``: where the stage tasks run."""
+    parser.add_argument(
+        "--executor",
+        choices=("local", "serial", "ray"),
+        default="local",
+        help="local: worker processes on this machine's cores (default); serial: one "
+        "task at a time in this process; ray: Ray tasks (needs the ray package). "
+        "Benchmarks run one at a time whatever the executor; the records are the same",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: one per core)"
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="an existing Ray cluster (HOST:PORT or auto); default: start a local Ray",
+    )
+
+
+def open_executor(args: argparse.Namespace) -> Any:
+    """The executor the command line asked for."""
+    from edgesmith.executor import make_executor
+
+    return make_executor(args.executor, workers=args.workers, address=args.ray_address)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -84,8 +113,10 @@ def _run(args: argparse.Namespace) -> int:
 
         raise ConfigError("no models", expected="--plan PLAN.yaml or --models NAME ...")
     plan = Plan.from_dict(data)
-    with progress_renderer() as progress:
-        summary = run_plan(plan, out=args.out, store=args.store, progress=progress)
+    with open_executor(args) as executor, progress_renderer() as progress:
+        summary = run_plan(
+            plan, out=args.out, store=args.store, progress=progress, executor=executor
+        )
     done = ", ".join(f"{n} {stage}" for stage, n in summary.computed.items()) or "nothing"
     err.print(f"{len(summary.records)} records; computed this run: {done} (the rest was cached)")
     for record in summary.records:

@@ -9,6 +9,7 @@ card of a ``compress`` output: the same fields plus what compression did and mea
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -167,9 +168,16 @@ class ResultRecord:
     nonzero_params: int | None = None
     sparsity: float | None = None
     accuracy: float | None = None
+    # The 95% Wilson score interval of ``accuracy`` over ``samples`` ([low, high]); kept in
+    # step with them by the record itself (see __post_init__), None when either is missing.
+    accuracy_ci: list[float] | None = None
     # What ``accuracy`` counts: "top-1 accuracy", or a binary threshold of one score.
     metric: str | None = None
     samples: int | None = None
+    # Which eval samples ``accuracy`` got right, in eval-set order: one bit per sample
+    # (:func:`pack_outcomes`). Paired tests between variants scored on the same samples
+    # (McNemar, in the report) need it; None where no eval set was scored.
+    correct: str | None = None
     parity: dict[str, Any] | None = None
     latency_ms: dict[str, float] | None = None
     throughput_per_s: float | None = None
@@ -188,6 +196,15 @@ class ResultRecord:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def __post_init__(self) -> None:
+        # The interval is a function of accuracy and samples: computed here, so a record
+        # whose accuracy a later stage replaces (``updated``) never keeps a stale one.
+        ci = None
+        if self.accuracy is not None and self.samples and self.accuracy == self.accuracy:
+            hits = round(self.accuracy * self.samples)
+            ci = [round(x, 6) for x in wilson_interval(hits, self.samples)]
+        object.__setattr__(self, "accuracy_ci", ci)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -199,3 +216,55 @@ class ResultRecord:
     def updated(self, **changes: Any) -> ResultRecord:
         """A copy with ``changes`` applied (records are immutable)."""
         return dataclasses.replace(self, **changes)
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion: ``successes`` of ``trials``.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or 100%,
+    which matters for the few hundred test samples of an edge model. Standard library only
+    (the core and the runtime go on boards without SciPy).
+
+    Example:
+        >>> [round(x, 4) for x in wilson_interval(264, 270)]
+        [0.9524, 0.9898]
+    """
+    from statistics import NormalDist
+
+    if trials <= 0:
+        raise ValueError(f"trials={trials}: expected 1 or more")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pack_outcomes(hits: Any) -> str:
+    """Per-sample right/wrong as compact text: bits packed 8 to a byte, then base64.
+
+    Example:
+        >>> pack_outcomes([True, False, True])
+        'oA=='
+        >>> unpack_outcomes("oA==", 3).tolist()
+        [True, False, True]
+    """
+    import base64
+
+    import numpy as np
+
+    bits = np.packbits(np.asarray(hits, dtype=bool).reshape(-1))
+    return base64.b64encode(bits.tobytes()).decode("ascii")
+
+
+def unpack_outcomes(text: str, samples: int) -> Any:
+    """The boolean array :func:`pack_outcomes` packed (``samples`` long)."""
+    import base64
+
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
+    if len(bits) < samples:
+        raise ValueError(f"{len(bits)} packed outcomes for {samples} samples")
+    return bits[:samples].astype(bool)

@@ -15,6 +15,13 @@ FRONT = [
     "edgesmith.cache",
     "edgesmith.plan",
     "edgesmith.report",
+    "edgesmith.report_model",
+    "edgesmith.report_stats",
+    "edgesmith.report_recommend",
+    "edgesmith.report_compare",
+    "edgesmith.devices.device_spec",
+    "edgesmith.devices.ssh",
+    "edgesmith.compress.finetune",
     "edgesmith.compress.recipe",
     "edgesmith.convert.config",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 
@@ -78,7 +79,14 @@ def test_write_report_files(tmp_path):
     assert "libedgetpu.so.1 not found" in md
     assert "edgetpu p50" not in md  # a backend that measured nothing gets no columns
     page = paths["html"].read_text()
-    assert page.count("<table") == 1 and page.count("data:image/png;base64,") == 3
+    # the answers table and the model's table; two embedded plots (no profiles here)
+    assert page.count("<table") == 2 and page.count("class='figure'") == 2
+    assert "<img" not in page and not re.search(r"<script[^>]*\bsrc=", page)
+    summary = json.loads(paths["summary"].read_text())
+    smallest = next(r for r in summary["recommendations"] if r["goal"] == "smallest")
+    # distill int8 loses 3 pt, prune int8 1 pt: baseline int8 (-0.5 pt) is the smallest in budget
+    assert smallest["variant"] == "baseline / tflite int8"
+    assert "smallest" in rows[1]["recommended_for"]
     assert not list(tmp_path.glob(".edgesmith-tmp*"))
 
 
@@ -101,8 +109,8 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<table") == 1
-    assert dom.stdout.count("<img") == 3
+    assert dom.stdout.count("<table") == 2
+    assert dom.stdout.count('class="main-svg"') >= 2  # both plots drawn, offline
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == [], console
     subprocess.run(

@@ -20,7 +20,7 @@ CONTRACT = {
     "file", "format", "backend", "threads", "size_bytes", "latency_ms", "throughput_per_s",
     "peak_rss_mb", "accuracy", "samples", "fully_accelerated", "environment",
 }  # fmt: skip
-LATENCY = {"init", "first", "mean", "std", "min", "max", "p50", "p90", "p99"}
+LATENCY = {"init", "first", "mean", "std", "min", "max", "p10", "p50", "p90", "p99"}
 
 
 def _bench(*args: str, capsys) -> tuple[int, str, str]:

@@ -1,0 +1,257 @@
+"""Where stage tasks run: here one at a time, in worker processes, or on a Ray cluster.
+
+A task is a module-level function and picklable arguments; what the runner does with its
+result (the next tasks of the graph) happens here, in the process that owns the run. The
+three executors share one interface, so ``edgesmith run`` and ``edgesmith tune`` build the
+same task graph whatever runs it:
+
+- ``serial``: in this process, in order (the reference the others must match);
+- ``local`` (the default): a pool of worker processes, one per core. Workers are
+  spawned, not forked: a forked copy of a process that has loaded TensorFlow deadlocks;
+- ``ray``: Ray tasks, on a Ray started here (``address=None``) or on an existing cluster
+  (``address="HOST:PORT"`` or ``"auto"``). Workers need this edgesmith installed and the
+  run folder on a path they all see (one machine, or a shared file system).
+
+Example:
+    >>> with make_executor("serial") as executor:
+    ...     results = run_graph(executor, [Task(pow, (2, 10))])
+    >>> results
+    [1024]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgesmith.core.errors import BackendUnavailableError, ConfigError
+
+EXECUTORS = ("local", "serial", "ray")
+
+
+def default_workers() -> int:
+    """The cores this process may use (its CPU affinity where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Task:
+    """``fn(*args)`` in a worker, then ``then(result, error)`` here (returns more tasks)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    then: Callable[[Any, BaseException | None], Sequence[Task] | None] | None = None
+    label: str = ""
+
+
+class Executor:
+    """The interface: submit a task, wait for some to finish, read a finished one."""
+
+    kind = "serial"
+    workers = 1
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1 or self.kind == "ray"
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        raise NotImplementedError
+
+    def wait(self, handles: Sequence[Any]) -> list[Any]:
+        """Some of ``handles`` that are finished (at least one)."""
+        raise NotImplementedError
+
+    def result(self, handle: Any) -> Any:
+        """The task's return value; raises what the task raised."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the workers."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(eq=False)
+class _Done:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class SerialExecutor(Executor):
+    """Runs each task when it is submitted, in this process."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Done:
+        try:
+            return _Done(fn(*args))
+        except Exception as exc:
+            return _Done(error=exc)
+
+    def wait(self, handles: Sequence[Any]) -> list[Any]:
+        return list(handles[:1])
+
+    def result(self, handle: _Done) -> Any:
+        if handle.error is not None:
+            raise handle.error
+        return handle.value
+
+
+class LocalExecutor(Executor):
+    """A pool of ``workers`` spawned processes on this machine."""
+
+    kind = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers or default_workers()
+        # Workers keep TensorFlow's default thread pools, those of a serial run: fewer
+        # threads would sum in another order and change the last bits of the weights.
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.pool.submit(fn, *args)
+
+    def wait(self, handles: Sequence[Any]) -> list[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Any) -> Any:
+        return handle.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor(Executor):
+    """Ray tasks: a Ray started here (``address=None``) or a running cluster's.
+
+    A task whose worker dies is retried by Ray (``retries`` times); entries are built
+    atomically under a per-entry lock, so a retry never sees half of a killed build.
+    """
+
+    kind = "ray"
+
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, retries: int = 2
+    ) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"--executor ray: the ray package is not installed ({exc})",
+                expected="ray in the Python that runs edgesmith",
+                fix="pip install 'edgesmith[tune]' (or pip install ray), or use --executor local",
+            ) from None
+        self.ray = ray
+        self.retries = retries
+        self.started = not ray.is_initialized()
+        if self.started:
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address:
+                options["address"] = address
+            else:
+                options["num_cpus"] = workers or default_workers()
+            try:
+                ray.init(**options)
+            except Exception as exc:  # no cluster at that address, a port in use, ...
+                raise BackendUnavailableError(
+                    f"--executor ray: Ray did not start ({type(exc).__name__}: {exc})",
+                    expected="a reachable Ray cluster (--ray-address) or none for a local one",
+                    fix="check `ray status` on the head node, or use --executor local",
+                ) from exc
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._remote: dict[Callable[..., Any], Any] = {}
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if fn not in self._remote:
+            self._remote[fn] = self.ray.remote(fn).options(max_retries=self.retries)
+        return self._remote[fn].remote(*args)
+
+    def wait(self, handles: Sequence[Any]) -> list[Any]:
+        done, _ = self.ray.wait(list(handles), num_returns=1)
+        return done
+
+    def result(self, handle: Any) -> Any:
+        from ray.exceptions import RayTaskError
+
+        try:
+            return self.ray.get(handle)
+        except RayTaskError as exc:
+            # The task's own exception, as the other executors raise it.
+            raise exc.as_instanceof_cause() from None
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def make_executor(
+    kind: str = "local", *, workers: int | None = None, address: str | None = None
+) -> Executor:
+    """The executor called ``kind`` (``local``, ``serial``, ``ray``).
+
+    ``workers``: processes of the local pool (default: one per core; 1 is serial);
+    ``address``: the Ray cluster to join (only with ``ray``).
+    """
+    if kind not in EXECUTORS:
+        raise ConfigError(f"--executor {kind}", expected=f"one of {', '.join(EXECUTORS)}")
+    if address and kind != "ray":
+        raise ConfigError(
+            f"--ray-address {address} with --executor {kind}", fix="add --executor ray"
+        )
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}", expected="at least 1")
+    if kind == "ray":
+        return RayExecutor(address, workers)
+    if kind == "serial" or workers == 1:
+        return SerialExecutor()
+    return LocalExecutor(workers)
+
+
+@dataclass
+class _Graph:
+    executor: Executor
+    pending: dict[Any, Task] = field(default_factory=dict)
+    results: list[Any] = field(default_factory=list)
+
+
+def run_graph(executor: Executor, tasks: Iterable[Task]) -> list[Any]:
+    """Run ``tasks`` and every task their ``then`` adds; return the results of those without
+    a ``then``, in the order they finished. A task's error goes to its ``then``; one
+    without a ``then`` raises it (after the running tasks are done)."""
+    graph = _Graph(executor)
+    queue = list(tasks)
+    failure: BaseException | None = None
+    while queue or graph.pending:
+        for task in queue:
+            graph.pending[executor.submit(task.fn, *task.args)] = task
+        queue = []
+        for handle in executor.wait(list(graph.pending)):
+            task = graph.pending.pop(handle)
+            try:
+                value, error = executor.result(handle), None
+            except Exception as exc:
+                value, error = None, exc
+            if task.then is not None:
+                queue.extend(task.then(value, error) or [])
+            elif error is not None:
+                failure = failure or error
+            else:
+                graph.results.append(value)
+    if failure is not None:
+        raise failure
+    return graph.results

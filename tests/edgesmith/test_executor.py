@@ -1,0 +1,93 @@
+"""The executors: a plan run in worker processes (and on Ray) gives the serial run's records."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgesmith.core.errors import ConfigError
+from edgesmith.executor import SerialExecutor, Task, make_executor, run_graph
+from edgesmith.plan import Plan
+from edgesmith.plan_runner import run_plan
+from tests.edgesmith import test_plan_runner
+
+# Derived from the latencies (which is fastest), so as volatile as they are.
+VOLATILE = {*test_plan_runner.VOLATILE, "recommended_for"}
+
+
+def _stable(records, out):
+    rows = test_plan_runner._stable(records, out)
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
+
+
+PLAN = {
+    "models": ["cnn-digits"],
+    "recipes": {"prune50": "prune:sparsity=0.5,epochs=1", "broken": "prune:sparsity=0.5,exclude=("},
+    "targets": ["tflite:none", "tflite:int8"],
+    "backends": ["litert"],
+    "bench": {"runs": 3, "warmup": 1},
+    "parity_samples": 30,
+    "calibration_samples": 30,
+}
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+def test_run_graph_follows_the_continuations_and_reports_errors():
+    seen = []
+
+    def then(value, error):
+        seen.append((value, type(error).__name__ if error else None))
+        return [Task(_add, (value, 1))] if value is not None else []
+
+    with SerialExecutor() as executor:
+        results = run_graph(executor, [Task(_add, (1, 2), then), Task(_add, (1, None), then)])
+    assert results == [4]
+    assert seen == [(3, None), (None, "TypeError")]
+
+
+def test_local_pool_runs_tasks_in_other_processes():
+    import os
+
+    with make_executor("local", workers=2) as executor:
+        assert executor.parallel and executor.workers == 2
+        pids = run_graph(executor, [Task(os.getpid) for _ in range(4)])
+    assert len(pids) == 4 and os.getpid() not in pids
+
+
+def test_bad_executor_settings_are_clear_errors():
+    with pytest.raises(ConfigError, match="--executor nope"):
+        make_executor("nope")
+    with pytest.raises(ConfigError, match="--executor ray"):
+        make_executor("local", address="10.0.0.1:6379")
+    assert not make_executor("local", workers=1).parallel  # one worker is the serial path
+
+
+def _run(kind, tiny_store, out, **options):
+    with make_executor(kind, **options) as executor:
+        return run_plan(Plan.from_dict(PLAN), out=out, store=tiny_store, executor=executor)
+
+
+@pytest.fixture(scope="module")
+def serial_run(tiny_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    return out, _run("serial", tiny_store, out)
+
+
+def test_parallel_run_gives_the_serial_records(serial_run, tiny_store, tmp_path):
+    out, serial = serial_run
+    parallel = _run("local", tiny_store, tmp_path, workers=2)
+    assert parallel.computed == serial.computed
+    assert _stable(parallel.records, tmp_path) == _stable(serial.records, out)
+    # The broken recipe failed in a worker and is recorded with the same error.
+    broken = [r for r in parallel.records if r.recipe == "broken"]
+    assert broken and all(r.error for r in broken)
+
+
+@pytest.mark.slow
+def test_ray_run_gives_the_serial_records(serial_run, tiny_store, tmp_path):
+    pytest.importorskip("ray")
+    out, serial = serial_run
+    ray_run = _run("ray", tiny_store, tmp_path, workers=2)
+    assert _stable(ray_run.records, tmp_path) == _stable(serial.records, out)
