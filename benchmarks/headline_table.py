@@ -16,7 +16,7 @@ import argparse
 
 from edgesmith.console import markdown_table
 from edgesmith.plan_runner import records_from_jsonl
-from edgesmith.report import backends_in, baseline_of, group_variants, model_table
+from edgesmith.report import backends_in, baseline_of, cpus_by_device, group_variants, model_table
 
 KEEP = ("accuracy", "Δ acc (pts)", "size ratio", "gzip ratio", "sparsity")
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                 [f"{model} ({float_acc})", cells["variant"]]
                 + [cells[c] for c in (*KEEP, *speedups)]
             )
+    for device, cpu in cpus_by_device(records).items():
+        # A speedup printed without the CPU it was measured on misleads: int8 kernels differ.
+        print(f"Latency measured on {device}: {cpu}\n")
     print(markdown_table(header, rows))
     return 0
 
