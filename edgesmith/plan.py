@@ -63,10 +63,14 @@ class BenchSettings:
     warmup: int = 5
     threads: int | None = None
     profile: bool = False  # a per-op latency profile in each record (litert, onnxruntime)
+    # Time each compressed or quantized file interleaved with the same model's float32 file
+    # of its format, so its speedup compares runs of one window (record field ``paired``).
+    paired: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.profile, bool):
-            raise ConfigError(f"bench.profile={self.profile!r}", expected="true or false")
+        for flag in ("profile", "paired"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"bench.{flag}={getattr(self, flag)!r}", expected="true or false")
         for name in ("runs", "warmup", "threads"):
             value = getattr(self, name)
             if not (value is None and name == "threads") and not _is_int(value):

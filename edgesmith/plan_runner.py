@@ -41,6 +41,7 @@ from edgesmith.plan import Plan, Target
 
 RECORD_FILE = "record.json"
 TASK = "edgesmith run"  # the task name of the runner's stage messages
+ALONE_NOTE = "measured alone: remote devices do not time it beside its float32 file yet"
 
 
 @dataclass
@@ -281,15 +282,17 @@ class PlanRunner:
         return folder / f"{split}.npz"
 
     def bench_key(
-        self, convert_key: str, backend: str, device: DeviceSpec, split: str = "test"
+        self, convert_key: str, backend: str, device: DeviceSpec, split: str = "test", ref: str = ""
     ) -> str:
         settings = {"backend": backend, **self.plan.bench.__dict__}
         if settings.pop("profile"):  # keys without a profile stay those of before
             settings["profile"] = True
+        del settings["paired"]  # an unpaired key stays that of before; a paired one has:
+        upstream = [convert_key, ref] if ref else [convert_key]
         settings["device"] = device.cache_identity()
         if split != "test":  # the test split's keys stay those of earlier versions
             settings["split"] = split
-        return StageCache.key("bench", settings, upstream=[convert_key])
+        return StageCache.key("bench", settings, upstream=upstream)
 
     def bench(
         self,
@@ -299,11 +302,14 @@ class PlanRunner:
         evalset: Path,
         device: DeviceSpec | None = None,
         split: str = "test",
+        reference: tuple[Path, str] | None = None,
     ) -> ResultRecord:
+        """One file on one backend, timed interleaved with ``reference`` (a convert entry, key)."""
         from edgesmith.devices import bench_on
 
         device = device or DeviceSpec()
-        key = self.bench_key(convert_key, backend, device, split)
+        alone, reference = (True, None) if reference and not device.is_local else (False, reference)
+        key = self.bench_key(convert_key, backend, device, split, reference[1] if reference else "")
         file = _model_file(converted)
 
         def produce(tmp: Path) -> None:
@@ -315,10 +321,14 @@ class PlanRunner:
             }
             if self.plan.bench.profile:
                 settings["profile"] = True
+            if reference is not None:
+                settings["reference"] = _model_file(reference[0])
             if device.is_local:
                 records = bench_on(device, file, [backend], **settings)
             else:
                 records = self.remote(device).bench(file, [backend], **settings)
+            if alone:
+                records[0] = records[0].updated(notes=[*records[0].notes, ALONE_NOTE])
             write_json(tmp / RECORD_FILE, records[0].to_dict())
 
         where = "" if device.is_local else f" ({device.name})"
@@ -372,6 +382,7 @@ class PlanRunner:
         evalset: Path,
         device: DeviceSpec,
         split: str = "test",
+        reference: tuple[Path, str] | None = None,
     ) -> ResultRecord:
         """One variant x backend on one device: its record, a note, or its error."""
         cached = not device.is_local and self.cache.has(
@@ -396,7 +407,7 @@ class PlanRunner:
                 backend=backend, device=self.device_stub(device), notes=[*converted.notes, *notes]
             )
         try:
-            measured = self.bench(folder, key, backend, evalset, device, split)
+            measured = self.bench(folder, key, backend, evalset, device, split, reference)
         except Exception as exc:
             return converted.updated(
                 backend=backend, device=self.device_stub(device), error=_describe(exc)
@@ -419,6 +430,16 @@ class PlanRunner:
             lambda tmp: write_json(tmp / "analysis.json", analyze(file, target)),
         )
         return [analysis_note(read_json(folder / "analysis.json"))]
+
+    def reference(self, parent: _Model, model: _Model, target: Target) -> tuple[Path, str] | None:
+        """The float32 convert entry of ``parent`` that ``model`` x ``target`` is timed beside."""
+        if not self.plan.bench.paired or (model.key == parent.key and target.quant == "none"):
+            return None
+        try:
+            folder, key = self.convert(parent, Target(target.format, "none"))
+        except Exception:  # no float file to pair with: measured alone, the report says so
+            return None
+        return None if self.converted_record(folder).error else (folder, key)
 
     # -- the run ------------------------------------------------------------------------
 
@@ -456,9 +477,12 @@ class PlanRunner:
                     backends = [b for b in self.plan.backends if _runs(BACKENDS, b, target.format)]
                     if not backends:
                         yield converted.updated(notes=[*converted.notes, "no backend runs it"])
+                    pair = self.reference(parent, model, target) if backends else None
                     for backend in backends:
                         for device in self.plan.devices:
-                            yield self.measure(converted, folder, key, backend, evalset, device)
+                            yield self.measure(
+                                converted, folder, key, backend, evalset, device, reference=pair
+                            )
 
 
 def _model_file(converted: Path) -> Path:
@@ -546,6 +570,7 @@ def _merge(converted: ResultRecord, measured: ResultRecord) -> ResultRecord:
         op_profile=measured.op_profile,
         op_profile_by_type=measured.op_profile_by_type,
         op_profile_calibration=measured.op_profile_calibration,
+        paired=measured.paired,
         environment={**converted.environment, **measured.environment},
         notes=[*converted.notes, *measured.notes],
         error=measured.error,

@@ -39,6 +39,7 @@ from edgesmith.report_model import (
     group_variants,
     is_analysis_note,
     pareto_front,
+    speedup,
 )
 from edgesmith.report_recommend import DEFAULT_BUDGET, Recommendation, recommend, recommended_for
 from edgesmith.report_stats import compare_accuracy, format_ci, format_spread
@@ -136,11 +137,11 @@ def table_cells(
         for backend, base_p50 in base_latency.items():
             record = v.measured(backend)
             p50 = v.p50(backend)
-            speedup = base_p50 / p50 if p50 and base_p50 else None
+            ratio, same_window = speedup(record, base_p50) if record else (None, False)
             cells += [
                 (_num(p50), p50),
                 (format_spread(record) if record else "-", p50),
-                (_ratio(speedup), speedup),
+                (_ratio(ratio) + (f" {SIDE_BY_SIDE}" if same_window else ""), ratio),
             ]
         out.append((v, cells))
     return columns, out
@@ -342,12 +343,18 @@ def failures_and_notes(records: Iterable[ResultRecord]) -> tuple[list[str], list
     return list(dict.fromkeys(failures)), notes
 
 
+SIDE_BY_SIDE = "⇆"  # marks a speedup measured side by side with float32 (one window)
+
 LEGEND = (
     "Sizes are file bytes; size ratio, gzip ratio (DEFLATE-9 size of the float32 baseline over "
     "that of the variant) and speedup are relative to the float32 baseline (★ marks the "
     "accuracy-vs-size Pareto front). Accuracy carries its 95% Wilson interval; 'vs baseline' "
     "is McNemar's exact test on the same test samples (within noise: p >= 0.05). Latency is "
-    "the p50 of the timed runs with their p10-p90 spread. Edge TPU and GPU delegate: measured "
+    "the p50 of the timed runs with their p10-p90 spread. Speedup: float32 p50 over the "
+    f"variant's; {SIDE_BY_SIDE} marks a speedup measured side by side with float32 (the two "
+    "files timed in alternating blocks in one process, in one window); one without it divides "
+    "p50s of separate benchmarks, so drift of the machine between them enters the ratio. "
+    "Edge TPU and GPU delegate: measured "
     "on the accelerator where it ran, else the offline edgetpu analysis / offline gpu "
     "analysis of the file (share of ops mapped, first op left on the CPU)."
 )

@@ -153,6 +153,26 @@ def baseline_latency(variants: Sequence[Variant], backend: str) -> float | None:
     return next((v.p50(backend) for v in floats if v.p50(backend)), None)
 
 
+def speedup(record: ResultRecord, base_p50: float | None) -> tuple[float | None, bool]:
+    """``record``'s speedup over the float32 baseline, and whether both were timed side by side.
+
+    A record benchmarked interleaved with its float32 file (``paired``) has the ratio of the
+    two p50s of one window; otherwise it falls back to ``base_p50`` (the baseline's own,
+    separate benchmark) over the record's p50, which drift between the two runs can skew.
+
+    Example:
+        >>> speedup(ResultRecord(latency_ms={"p50": 1.0}, paired={"speedup": 2.5}), 2.0)
+        (2.5, True)
+        >>> speedup(ResultRecord(latency_ms={"p50": 1.0}), 2.0)
+        (2.0, False)
+    """
+    same_window = (record.paired or {}).get("speedup")
+    if same_window:
+        return float(same_window), True
+    p50 = (record.latency_ms or {}).get("p50")
+    return (base_p50 / p50 if p50 and base_p50 else None), False
+
+
 # --- accelerator compatibility ----------------------------------------------------------
 
 # The line plan_runner.analysis_note writes for an accelerator that is not on the machine.

@@ -32,6 +32,7 @@ from edgesmith.report_model import (
     compatibility,
     device_name,
     group_variants,
+    speedup,
 )
 from edgesmith.report_stats import compare_accuracy, format_ci, latency_spread, latency_tie
 
@@ -214,8 +215,10 @@ def _fastest(model: str, variants: Sequence[Variant], judge: _Judge) -> list[Rec
             text += f" (p10-p90 {spread[0]:.3g}-{spread[1]:.3g})"
         same_device = [v for v in variants if v.device == device]
         base_p50 = baseline_latency(same_device, backend)
-        if base_p50 and best is not judge.base:
-            text += f", {base_p50 / p50:.2f}x the float baseline's speed"
+        ratio, same_window = speedup(rec, base_p50)
+        if ratio and best is not judge.base:
+            text += f", {ratio:.2f}x the float baseline's speed"
+            text += " (timed side by side)" if same_window else ""
         cpu = (rec.environment or {}).get("cpu")
         if cpu:
             text += f" on {cpu}"

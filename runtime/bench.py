@@ -18,6 +18,12 @@ Memory is the process's resident set: before loading, after loading, after the r
 its peak. :func:`bench_file` runs each backend in a fresh child process by default, so each
 peak belongs to one backend alone and a native crash cannot take the caller down.
 
+With a ``reference`` file (the float32 baseline, say), the timed runs of the two files
+alternate in blocks of :data:`PAIRED_BLOCK_RUNS` in one process, on the same backend and
+threads, and the record's ``paired`` field holds the reference's latency measured in that
+same window and the speedup reference p50 / file p50: a speedup that machine drift between
+two separate benchmarks can neither fake nor hide.
+
 Example:
     >>> from edgesmith.runtime.bench import benchmark
     >>> record = benchmark("cnn.tflite", "litert", threads=1, runs=50)  # doctest: +SKIP
@@ -62,6 +68,11 @@ from edgesmith.runtime.runners import open_runner
 from edgesmith.runtime.sysinfo import environment, peak_rss_mb, rss_mb
 from edgesmith.runtime.timing import latency_stats, timed_runs
 
+# Timed runs per block when a file is measured side by side with a reference: small enough
+# that both files see the same machine state, large enough that a switch between the two
+# models (caches, weights paged in) is paid once per block rather than once per run.
+PAIRED_BLOCK_RUNS = 5
+
 
 def quant_label(info: ModelInfo) -> str | None:
     """int8 / uint8 / int16 for quantized inputs or outputs, float16 for float16 weights."""
@@ -105,9 +116,14 @@ def benchmark(
     seed: int = 0,
     log: str | os.PathLike[str] | None = None,
     profile: bool = False,
+    reference: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> ResultRecord:
     """Benchmark ``path`` on one backend in this process and return its :class:`ResultRecord`.
+
+    With ``reference`` (a file of the same format), its timed runs alternate with those of
+    ``path`` in the same window and the record's ``paired`` holds its latency and the
+    speedup reference p50 / ``path`` p50 (see the module's docstring).
 
     ``options`` go to :func:`~edgesmith.runtime.runners.open_runner` (``xnnpack``,
     ``delegate_options``, ``providers``, ``swiftshader``, ``gpu_fp32``). The peak memory is
@@ -135,12 +151,21 @@ def benchmark(
     memory: dict[str, float | None] = {"before_load": rss_mb()}
     guessed = guessed_inputs([i for i in info.inputs if i.name not in zeros], all_shapes)
     with native_log(log) as log_file:
+        pair = None
         try:
             runner = open_runner(
                 path, backend=backend, threads=threads, shapes=all_shapes, info=info, **options
             )
+            if reference is not None:
+                try:
+                    pair = _open_reference(
+                        Path(reference), info, runner, evalset, shapes, state, seed, options
+                    )
+                except BaseException:
+                    runner.close()
+                    raise
             measured = _measure(
-                runner, arrays, evalset, zeros, seed, warmup, runs, min_time, memory
+                runner, arrays, evalset, zeros, seed, warmup, runs, min_time, memory, pair
             )
         except (BackendUnavailableError, ConfigError):
             raise
@@ -149,12 +174,20 @@ def benchmark(
                 raise
             raise guessed_shape_error(path, backend, guessed, exc) from exc
         failure = accelerator_failure(log_file.read())
-    times, first_ms, accuracy, samples, correct = measured
+    times, first_ms, accuracy, samples, correct, reference_times = measured
     stats = latency_stats(times)
     # The low end of the spread the report shows next to p50 (p10-p90).
     stats["p10"] = float(np.percentile(np.asarray(times, np.float64) / 1e6, 10))
+    paired = None
+    if pair is not None:
+        paired = _paired(Path(reference or ""), reference_times, stats["p50"])
     latency = {"init": runner.init_ms, "first": first_ms, **stats}
     notes = list(info.notes) + list(runner.notes)
+    if paired is not None:
+        notes.append(
+            f"timed runs interleaved with {paired['reference']} (blocks of {PAIRED_BLOCK_RUNS}); "
+            "peak memory includes that file"
+        )
     if failure:
         notes.append(f"the native library reported: {failure}")
     if memory["after_runs"] is not None and memory["after_warmup"] is not None:
@@ -205,6 +238,7 @@ def benchmark(
         fully_accelerated=runner.fully_accelerated if BACKENDS[name].accelerator else None,
         environment=environment(runtime=runner.details, bench=settings, memory_mb=memory),
         **profiled,
+        paired=paired,
         notes=notes,
         error=(
             f"{runner.backend}: the accelerator rejected its own GPU program ({failure}), so "
@@ -295,8 +329,14 @@ def _measure(
     runs: int,
     min_time: float,
     memory: dict[str, float | None],
-) -> tuple[list[int], float, float | None, int | None, str | None]:
-    """First run, warm-up, timed runs, accuracy and per-sample outcomes (closed at the end)."""
+    pair: tuple[Runner, list[np.ndarray | None]] | None = None,
+) -> tuple[list[int], float, float | None, int | None, str | None, list[int]]:
+    """First run, warm-up, timed runs, accuracy and per-sample outcomes (closed at the end).
+
+    With ``pair`` (the reference's runner and feeds), the timed runs alternate with the
+    reference's; the last item is the reference's times (empty without one).
+    """
+    reference_times: list[int] = []
     try:
         memory["after_load"] = rss_mb()
         feeds = (
@@ -311,8 +351,17 @@ def _measure(
         first_ms = (time.perf_counter_ns() - start) / 1e6
         for _ in range(warmup):
             call()
-        memory["after_warmup"] = rss_mb()
-        times = timed_runs(call, runs, min_time)
+        if pair is None:
+            memory["after_warmup"] = rss_mb()
+            times = timed_runs(call, runs, min_time)
+        else:
+            pair[0].set_inputs(pair[0].check_feeds(pair[1]))
+            other = pair[0].timed_call()
+            for _ in range(max(warmup, 1)):
+                other()
+            memory["after_warmup"] = rss_mb()
+            times, reference_times = _interleaved(call, other, runs, min_time)
+            del other
         del call  # the Interpreter takes no other call while its native run is held
         memory["after_runs"] = rss_mb()
         accuracy = samples = correct = None
@@ -324,7 +373,96 @@ def _measure(
         memory["peak"] = peak_rss_mb()
     finally:
         runner.close()
-    return times, first_ms, accuracy, samples, correct
+        if pair is not None:
+            pair[0].close()
+    return times, first_ms, accuracy, samples, correct, reference_times
+
+
+def _open_reference(
+    reference: Path,
+    info: ModelInfo,
+    runner: Runner,
+    evalset: EvalSet | None,
+    shapes: Mapping[str, Sequence[int]] | None,
+    state: Iterable[str],
+    seed: int,
+    options: Mapping[str, Any],
+) -> tuple[Runner, list[np.ndarray | None]]:
+    """The reference file opened like ``runner``'s (backend, threads), and its feeds."""
+    ref_info = inspect_model(reference)
+    if ref_info.format != info.format:
+        raise ConfigError(
+            f"reference {reference.name} is a {ref_info.format} file, {info.path.name} a "
+            f"{info.format} one",
+            expected="a reference of the same format, run by the same backend",
+        )
+    zeros = state_inputs(ref_info, state)
+    ref_shapes = dict(shapes or {})
+    arrays = None
+    if evalset is not None:
+        arrays, needed = match_eval_set(ref_info, evalset, zeros, ref_shapes)
+        ref_shapes.update(needed)
+    other = open_runner(
+        reference,
+        backend=runner.backend,
+        threads=runner.threads,
+        shapes=ref_shapes,
+        info=ref_info,
+        **options,
+    )
+    try:
+        feeds = (
+            eval_feeds(other, arrays)
+            if arrays is not None
+            else random_feeds(other.inputs, zeros, seed)
+        )
+    except BaseException:
+        other.close()
+        raise
+    return other, feeds
+
+
+def _interleaved(
+    call: Callable[[], object], other: Callable[[], object], runs: int, min_time: float
+) -> tuple[list[int], list[int]]:
+    """Timed runs of ``call`` and ``other`` in alternating blocks, the same count of each.
+
+    The order within a round swaps every round (ABBA), so neither file always runs first
+    after the switch.
+    """
+    times: list[int] = []
+    others: list[int] = []
+    deadline = time.perf_counter_ns() + int(min_time * 1e9)
+    first = True
+    while len(times) < runs or time.perf_counter_ns() < deadline:
+        block = (
+            min(PAIRED_BLOCK_RUNS, runs - len(times)) if len(times) < runs else PAIRED_BLOCK_RUNS
+        )
+        if first:
+            times += timed_runs(call, block)
+            others += timed_runs(other, block)
+        else:
+            others += timed_runs(other, block)
+            times += timed_runs(call, block)
+        first = not first
+    return times, others
+
+
+def _paired(reference: Path, times: Sequence[int], p50: float) -> dict[str, Any]:
+    """The record's ``paired``: the reference's latency in the same window and the speedup."""
+    ms = np.asarray(times, np.float64) / 1e6
+    p10, ref_p50, p90 = (float(x) for x in np.percentile(ms, [10, 50, 90]))
+    return {
+        "reference": reference.name,
+        "reference_latency_ms": {
+            "p50": round(ref_p50, 6),
+            "p10": round(p10, 6),
+            "p90": round(p90, 6),
+        },
+        "speedup": round(ref_p50 / p50, 4) if p50 > 0 else None,
+        "runs": len(times),
+        "block_runs": PAIRED_BLOCK_RUNS,
+    }
 
 
 def _outcomes(y: np.ndarray, outputs: np.ndarray) -> str:
@@ -390,6 +528,9 @@ def bench_file(
     )
     path = Path(path)
     info = inspect_model(path)
+    if kwargs.get("reference") is not None:  # checked here too, so a bad one names itself
+        inspect_model(kwargs["reference"])
+        kwargs["reference"] = str(Path(kwargs["reference"]).resolve())
     zeros = state_inputs(info, kwargs.get("state", ()))
     shapes = dict(kwargs.get("shapes") or {})
     if eval_set is not None:
@@ -440,6 +581,7 @@ def bench_file(
 __all__ = [
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
+    "PAIRED_BLOCK_RUNS",
     "accelerator_failure",
     "bench_file",
     "benchmark",

@@ -193,6 +193,10 @@ class ResultRecord:
     op_profile: list[dict[str, Any]] | None = None
     op_profile_by_type: list[dict[str, Any]] | None = None
     op_profile_calibration: dict[str, Any] | None = None
+    # bench with a reference file (the float32 baseline) timed in alternating blocks in the
+    # same process and window: {reference (file name), reference_latency_ms {p50, p10, p90},
+    # speedup (reference p50 / this p50), runs, block_runs}. None: measured alone.
+    paired: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 

@@ -24,7 +24,16 @@ PLAN = {
     "calibration_samples": 50,
 }
 # Measurements that differ from run to run by nature; everything else must match.
-VOLATILE = {"latency_ms", "throughput_per_s", "peak_rss_mb", "environment", "seconds", "created"}
+VOLATILE = {
+    "latency_ms",
+    "throughput_per_s",
+    "peak_rss_mb",
+    "environment",
+    "seconds",
+    "created",
+    "reference_latency_ms",
+    "speedup",
+}
 
 
 def _without_volatile(value):

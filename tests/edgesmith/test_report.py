@@ -61,6 +61,21 @@ def test_model_table_is_sorted_by_size_with_ratios_and_speedups():
     assert int8[columns.index("litert speedup")] == "2.00x"  # 2.0 ms / 1.0 ms
 
 
+def test_the_same_window_speedup_is_shown_where_the_bench_paired_it(tmp_path):
+    # The separate float32 benchmark says 2.0 ms; measured side by side it was 3.0 ms.
+    paired = {"reference": "model.tflite", "reference_latency_ms": {"p50": 3.0}, "speedup": 3.0}
+    records = [RECORDS[0], _rec("baseline", "tflite", "int8", 10_000, 0.975, paired=paired)]
+    records.append(_rec("distill", "tflite", "int8", 5_000, 0.950, p50=0.5))
+    columns, rows = model_table(group_variants(records)["cnn-digits"], ["litert"])
+    by_label = {row[0].split(" (")[0].rstrip(" ★"): row for row in rows}
+    column = columns.index("litert speedup")
+    assert by_label["baseline / tflite int8"][column] == "3.00x ⇆"  # not 2.0 / 1.0
+    assert by_label["distill / tflite int8"][column] == "4.00x"  # unpaired: the old ratio
+    markdown = write_report(records, tmp_path)["md"].read_text(encoding="utf-8")
+    assert "⇆ marks a speedup measured side by side with float32" in markdown
+    assert "3.00x ⇆" in markdown
+
+
 def test_speedup_per_backend_uses_that_backends_float_baseline():
     variants = group_variants(RECORDS)["cnn-digits"]
     columns, rows = model_table(variants, ["litert", "onnxruntime"])
