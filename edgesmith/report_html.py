@@ -460,7 +460,7 @@ th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
 td {{ white-space: nowrap; }}
 th:first-child, td:first-child {{ text-align: left; white-space: nowrap; }}
 th {{ background: #f3f3f3; cursor: pointer; }}
-table.answers td:last-child {{ white-space: normal; text-align: left; min-width: 28rem; }}
+table.answers td:last-child {{ white-space: normal; text-align: left; min-width: 20rem; max-width: 34rem; }}
 table.answers td:nth-child(2) {{ font-weight: 600; }}
 #recommendations {{ background: #f6f9ff; border: 1px solid #c9d8f0; padding: 0.5rem 1rem; }}
 #filters {{ position: sticky; top: 0; background: #fff; padding: 0.5rem 0; z-index: 10; }}
