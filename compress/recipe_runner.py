@@ -235,6 +235,7 @@ def run_recipe(
         )
         result = get_step(config.step).run(model, data, config, context)
         model = result.model
+        _check_finite(model, config, result.history)
         if result.data is not None:
             data = result.data
         if result.architecture is not None:
@@ -354,6 +355,23 @@ def save_folder(
         write_text(tmp / RECIPE_FILE, recipe.to_json())
         write_json(tmp / CARD_FILE, card.to_dict())
     return out
+
+
+def _check_finite(model: Any, config: Any, history: dict[str, list[float]]) -> None:
+    """A step whose fine-tuning diverged leaves NaN/inf weights: say so, naming the layer."""
+    import numpy as np
+
+    for layer in model.layers:
+        for weight in layer.weights:
+            if not np.all(np.isfinite(np.asarray(weight.numpy()))):
+                losses = [round(v, 4) for v in history.get("loss", [])]
+                raise ConfigError(
+                    f"{config.to_text()}: fine-tuning diverged, layer {layer.name!r} holds "
+                    f"NaN or inf weights ({weight.name}; training loss per epoch {losses})",
+                    expected="finite weights after the step",
+                    fix="lower learning_rate= (or batch_size= larger) for this step, or "
+                    "leave the layer out with exclude=",
+                )
 
 
 def _check_reload(model: Any, path: Path, card: CompressionCard) -> None:

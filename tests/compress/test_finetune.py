@@ -81,3 +81,15 @@ def test_pruning_with_an_open_budget_stops_when_recovered_and_says_so():
     assert budget["reference_val_accuracy"] > 0.8
     best = max(result.history["val_accuracy"][: budget["epochs"]])
     assert best >= budget["reference_val_accuracy"] - 1 / len(data.y_val)
+
+
+def test_a_step_that_diverged_is_named_not_saved():
+    from edgesmith.compress.recipe_runner import _check_finite
+    from edgesmith.core.errors import ConfigError
+
+    model, _ = _toy()
+    _check_finite(model, prune.PruneConfig(sparsity=0.5), {"loss": [0.5]})  # finite: passes
+    kernel = model.get_layer("hidden").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, dtype=np.float32))
+    with pytest.raises(ConfigError, match="diverged, layer 'hidden'.*learning_rate"):
+        _check_finite(model, prune.PruneConfig(sparsity=0.5), {"loss": [0.5, float("nan")]})
