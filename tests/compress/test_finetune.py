@@ -91,5 +91,5 @@ def test_a_step_that_diverged_is_named_not_saved():
     _check_finite(model, prune.PruneConfig(sparsity=0.5), {"loss": [0.5]})  # finite: passes
     kernel = model.get_layer("hidden").kernel
     kernel.assign(np.full(kernel.shape, np.nan, dtype=np.float32))
-    with pytest.raises(ConfigError, match="diverged, layer 'hidden'.*learning_rate"):
+    with pytest.raises(ConfigError, match=r"diverged, layer 'hidden'.*learning_rate"):
         _check_finite(model, prune.PruneConfig(sparsity=0.5), {"loss": [0.5, float("nan")]})
