@@ -285,9 +285,11 @@ class PlanRunner:
         self, convert_key: str, backend: str, device: DeviceSpec, split: str = "test", ref: str = ""
     ) -> str:
         settings = {"backend": backend, **self.plan.bench.__dict__}
-        if settings.pop("profile"):  # keys without a profile stay those of before
+        # Settings added later enter the key only when they change what is measured, so
+        # earlier entries stay valid: a profile, and the float32 file a pair is timed with.
+        if settings.pop("profile"):
             settings["profile"] = True
-        del settings["paired"]  # an unpaired key stays that of before; a paired one has:
+        del settings["paired"]
         upstream = [convert_key, ref] if ref else [convert_key]
         settings["device"] = device.cache_identity()
         if split != "test":  # the test split's keys stay those of earlier versions

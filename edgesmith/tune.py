@@ -49,6 +49,7 @@ class TuneConfig:
     out: str | os.PathLike[str]
     objective: str = "size"
     data: str | None = None
+    image_scale: float | None = None  # as --image-scale everywhere: pixels 0-255 times this
     backend: str | None = None  # None: litert for .tflite, onnxruntime for .onnx
     trials: int = 40
     seconds: float | None = None  # stop starting trials after this long
@@ -120,7 +121,10 @@ def _plan(config: TuneConfig) -> Any:
                 expected="--data PATH (.npz, image folder or zoo set name)",
             )
         name = Path(config.model).stem or "model"
-        models = {name: {"file": str(Path(config.model).resolve()), "data": config.data}}
+        source = {"file": str(Path(config.model).resolve()), "data": config.data}
+        if config.image_scale is not None:
+            source["image_scale"] = config.image_scale
+        models = {name: source}
     backends = [config.backend] if config.backend else list(DEFAULT_BACKENDS.values())
     return Plan.from_dict(
         {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgesmith.commands import data_dir_option, examples, store_option
+from edgesmith.commands import data_options, examples, store_option
 from edgesmith.commands.run import executor_options, open_executor
 
 
@@ -39,7 +39,6 @@ def register(commands: Any) -> None:
     )
     sub.set_defaults(handler=_tune)
     sub.add_argument("model", metavar="MODEL", help="zoo model name or your model file")
-    sub.add_argument("--data", metavar="PATH", help="your data (.npz, image folder, zoo set)")
     sub.add_argument(
         "--budget",
         type=float,
@@ -55,8 +54,8 @@ def register(commands: Any) -> None:
     sub.add_argument("--sampler", choices=("tpe", "nsga2"), default="tpe")
     sub.add_argument("--runs", type=int, default=30, help="timed runs per benchmark")
     sub.add_argument("--out", required=True, metavar="DIR", help="study, cache and report")
+    data_options(sub, "what the trials fine-tune on and are judged on")
     executor_options(sub)
-    data_dir_option(sub)
     store_option(sub)
 
 
@@ -70,6 +69,7 @@ def _tune(args: argparse.Namespace) -> int:
         out=args.out,
         objective=args.objective,
         data=args.data,
+        image_scale=args.image_scale,
         backend=args.backend,
         trials=args.trials,
         seconds=args.time,
