@@ -8,12 +8,11 @@ paired comparisons of :mod:`edgesmith.report_stats`, the recommendations of
 
 Example:
     >>> from edgesmith.core.records import ResultRecord
-    >>> recs = [ResultRecord(model="m", family="cnn", recipe="baseline", format="tflite",
-    ...                      quant="none", size_bytes=400, accuracy=0.9),
-    ...         ResultRecord(model="m", family="cnn", recipe="baseline", format="tflite",
-    ...                      quant="int8", size_bytes=100, accuracy=0.89)]
-    >>> [r.quant for r in pareto_front(recs)]
-    ['int8', 'none']
+    >>> rec = ResultRecord(model="m", recipe="baseline", format="tflite", quant="none",
+    ...                    latency_ms={"p50": 0.1},
+    ...                    environment={"cpu": "AMD EPYC", "cpu_features": ["avx2", "fma"]})
+    >>> cpus_by_device([rec])
+    {'local': 'AMD EPYC (avx2, fma)'}
 """
 
 from __future__ import annotations
