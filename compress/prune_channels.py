@@ -287,11 +287,10 @@ def run_channels(
     widths_after = layer_widths(current)
     # The model is no longer what the card's builder would build: later steps (a distilled
     # student, a rebuild) must copy its architecture instead.
+    from edgesmith.compress.student import layout_of
+
     parent = dict(context.builder or {})
-    layout = parent.get("layout") or (
-        "tokens" if "vocabulary" in data.preprocessing
-        else "image" if data.x_train.ndim == 4 else "sequence"
-    )  # fmt: skip
+    layout = parent.get("layout") or layout_of(data)
     architecture = Architecture(
         layout=layout,
         builder={

@@ -175,7 +175,7 @@ def clone_student(
         )
     clone = scaled_architecture(model, config.width)
     builder = dict(context.builder or {})
-    layout = builder.get("layout") or _layout_of(data)
+    layout = builder.get("layout") or layout_of(data)
     train = {
         "epochs": 10,
         "learning_rate": 2e-3,
@@ -197,7 +197,8 @@ def clone_student(
     return info, clone
 
 
-def _layout_of(data: DatasetSplits) -> str:
+def layout_of(data: DatasetSplits) -> str:
+    """How ``data``'s samples are shaped for a model: tokens, image or sequence."""
     if "vocabulary" in data.preprocessing:
         return "tokens"
     return "image" if data.x_train.ndim == 4 else "sequence"
