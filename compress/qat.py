@@ -59,7 +59,6 @@ import numpy as np
 
 from edgesmith.compress.layer_plan import (
     LayerPlan,
-    inner_layer,
     is_excluded,
     is_input,
     kernels,
@@ -101,6 +100,10 @@ class QATConfig(StepConfig):
             fine-tuning (0: keep tfmot's initial ranges).
         keep_best: end with the weights of the best validation epoch.
         exclude: regex; layers whose name it matches stay float.
+        freeze_batch_norm: fine-tune with every BatchNormalization in inference mode
+            (its moving statistics and scale fixed), so training sees the same
+            activations, and the same quantizer ranges, as the converted model;
+            ``false`` trains them on batch statistics as in float training.
     """
 
     step: ClassVar[str] = "qat"
@@ -112,6 +115,7 @@ class QATConfig(StepConfig):
     calibration_samples: int = 512
     keep_best: bool = True
     exclude: str = ""
+    freeze_batch_norm: bool = True
 
     def validate(self) -> None:
         check_finetune("qat", self.epochs, self.learning_rate, self.batch_size)
@@ -294,6 +298,7 @@ def run(
         >>> qat_model = qat.run(model, data, qat.QATConfig(epochs=1)).model  # doctest: +SKIP
     """
     from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, tensorboard_callbacks
+    from edgesmith.compress.qat_calibrate import calibrate_ranges, freeze_batch_norm
     from edgesmith.compress.qat_lstm import quantized_twin
     from edgesmith.compress.qat_rnn import rnn_twin
     from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
@@ -363,6 +368,7 @@ def run(
                 _projection_callback(keras(), qat_model, preserve, only_own_configs=not notes)
             )
             callbacks.extend(keep_zeros(qat_model, skip=targets))  # excluded, float layers
+        frozen = freeze_batch_norm(qat_model) if config.freeze_batch_norm else []
         history = train_loop(
             qat_model,
             data,
@@ -376,6 +382,8 @@ def run(
             callbacks=callbacks,
             keep_best_from=0 if config.keep_best else None,
         )
+        for layer in frozen:
+            layer.trainable = True
     details = {
         "plan": layers_plan.to_dict(),
         "preserve": preserve,
@@ -448,97 +456,6 @@ def _keep_token_ids_exact(qat_model: Any) -> None:
             layer._non_trainable_weights = [
                 w for w in layer._non_trainable_weights if id(w) not in drop
             ]
-
-
-def calibrate_ranges(qat_model: Any, float_model: Any, x: np.ndarray, batch_size: int) -> None:
-    """Set every quantizer range from data instead of tfmot's initial [-6, 6].
-
-    Weight ranges: one training-mode pass (tfmot's LastValue quantizers read the
-    weights). Activation and output ranges: the mean over batches of each batch's
-    min and max of the float model's matching layer output (what tfmot's moving average
-    converges to), the input range from the inputs themselves.
-    """
-    from edgesmith.compress.wrapping import copy_model
-    from edgesmith.zoo.tfkeras import keras
-
-    if len(x) == 0:
-        return
-    # A fresh copy: layers of a stripped model belong to several graphs, so their
-    # ``.output`` may not be this model's.
-    float_model = copy_model(float_model)
-    qat_model(x[:batch_size], training=True)
-    targets: dict[str, list[tuple[Any, Any]]] = {}
-    for layer in qat_model.layers:
-        pairs = _range_variables(layer)
-        if not pairs:
-            continue
-        key = "__input__" if type(layer).__name__ == "QuantizeLayer" else inner_layer(layer).name
-        targets.setdefault(key, []).extend(pairs)
-    _calibrate_lstms(qat_model, float_model, x, batch_size)
-    float_names = {layer.name for layer in float_model.layers}
-    names = [n for n in targets if n in float_names]
-    probe = keras().Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
-    lows: dict[str, list[float]] = {n: [] for n in [*names, "__input__"]}
-    highs: dict[str, list[float]] = {n: [] for n in [*names, "__input__"]}
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        outputs = probe(batch, training=False) if names else []
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for name, value in [*zip(names, outputs, strict=True), ("__input__", batch)]:
-            value = np.asarray(value)
-            lows[name].append(float(value.min()))
-            highs[name].append(float(value.max()))
-    for name, pairs in targets.items():
-        if not lows.get(name):
-            continue
-        low, high = min(float(np.mean(lows[name])), 0.0), max(float(np.mean(highs[name])), 0.0)
-        if high - low < 1e-6:
-            continue
-        for min_var, max_var in pairs:
-            min_var.assign(np.full(min_var.shape, low, dtype=min_var.dtype.as_numpy_dtype))
-            max_var.assign(np.full(max_var.shape, high, dtype=max_var.dtype.as_numpy_dtype))
-
-
-def _calibrate_lstms(qat_model: Any, float_model: Any, x: np.ndarray, batch_size: int) -> None:
-    """Each QuantizedLSTM's / QuantizedRNN's ranges from what the float layer of the same name reads."""
-    from edgesmith.compress import qat_lstm, qat_rnn
-    from edgesmith.zoo.tfkeras import keras
-
-    twins = [inner_layer(layer) for layer in qat_model.layers]
-    twins = [t for t in twins if type(t).__name__ in ("QuantizedLSTM", "QuantizedRNN")]
-    if not twins:
-        return
-    probe = keras().Model(
-        float_model.inputs, [float_model.get_layer(twin.name).input for twin in twins]
-    )
-    batches: list[list[np.ndarray]] = [[] for _ in twins]
-    for start in range(0, len(x), batch_size):
-        outputs = probe(x[start : start + batch_size], training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for found, value in zip(batches, outputs, strict=True):
-            found.append(np.asarray(value))
-    for twin, found in zip(twins, batches, strict=True):
-        module = qat_lstm if type(twin).__name__ == "QuantizedLSTM" else qat_rnn
-        module.calibrate(twin, found)
-
-
-def _range_variables(layer: Any) -> list[tuple[Any, Any]]:
-    """(min, max) variable pairs of activation/output/input quantizers in ``layer``."""
-    by_name = {}
-    for variable in layer.weights:
-        short = variable.name.split("/")[-1].split(":")[0]
-        by_name[short] = variable
-    pairs = []
-    for short, variable in by_name.items():
-        if not short.endswith("_min"):
-            continue
-        stem = short[: -len("_min")]
-        is_activation = stem in ("post_activation", "output") or (
-            type(layer).__name__ == "QuantizeLayer"
-        )
-        if is_activation and f"{stem}_max" in by_name:
-            pairs.append((variable, by_name[f"{stem}_max"]))
-    return pairs
 
 
 def _projection_callback(k: Any, qat_model: Any, preserve: str, *, only_own_configs: bool) -> Any:

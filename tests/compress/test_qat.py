@@ -202,3 +202,45 @@ def test_quantized_lstm_refuses_what_it_cannot_reproduce():
     k.Model(inputs := k.Input((5, 2)), layer(inputs))
     with pytest.raises(ConfigError, match=r"'rnn' has go_backwards=True, recurrent_dropout=0.1"):
         check_convertible(layer)
+
+
+@pytest.fixture(scope="module")
+def dscnn(tiny):
+    """A small depthwise-separable CNN (BatchNormalization after every convolution)."""
+    from edgesmith.zoo.builders import build_model
+    from edgesmith.zoo.registry import TrainConfig
+    from edgesmith.zoo.tfkeras import set_seed
+    from edgesmith.zoo.train import fit
+
+    set_seed(0)
+    data = tiny["cnn"].data
+    model = build_model(
+        "dscnn", input_shape=data.x_train.shape[1:], num_classes=10, width=0.25, depth=1
+    )
+    fit(model, data, TrainConfig(epochs=1, batch_size=32, learning_rate=3e-3))
+    return model, data
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_batch_norm_statistics_stay_fixed_only_when_frozen(dscnn, freeze):
+    """Frozen (the default): training sees the moving statistics the ranges were calibrated on."""
+    from edgesmith.compress.layer_plan import inner_layer
+
+    model, data = dscnn
+    before = {
+        layer.name: layer.moving_mean.numpy().copy()
+        for layer in model.layers
+        if type(layer).__name__ == "BatchNormalization"
+    }
+    config = qat.QATConfig(epochs=1, freeze_batch_norm=freeze, keep_best=False)
+    result = qat.run(model, data, config)
+    after = {
+        inner_layer(layer).name: inner_layer(layer).moving_mean.numpy()
+        for layer in result.model.layers
+        if type(inner_layer(layer)).__name__ == "BatchNormalization"
+    }
+    assert len(before) == 3 and after.keys() == before.keys()
+    unchanged = all(np.array_equal(before[name], after[name]) for name in before)
+    assert unchanged is freeze
+    # Frozen only while fine-tuning: the saved QAT model's layers are trainable again.
+    assert all(inner_layer(layer).trainable for layer in result.model.layers)
