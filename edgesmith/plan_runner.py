@@ -38,6 +38,12 @@ from edgesmith.core.records import ResultRecord
 from edgesmith.core.tables import BASELINE_RECIPE
 from edgesmith.devices.device_spec import DeviceSpec
 from edgesmith.plan import Plan, Target
+from edgesmith.report_model import (
+    ACCELERATOR_TARGETS,
+    analysis_note,
+    measured_compatibility,
+    offline_compatibility,
+)
 
 RECORD_FILE = "record.json"
 TASK = "edgesmith run"  # the task name of the runner's stage messages
@@ -401,12 +407,16 @@ class PlanRunner:
             # offline compatibility analysis where there is one.
             here = "here" if device.is_local else f"on {device.name}"
             notes = [f"{backend} not available {here}: {reason}"]
+            compat = dict(converted.compatibility)
             try:
-                notes += self.offline_analysis(folder, key, backend)
+                compat.update(self.offline_analysis(folder, key, backend, notes))
             except Exception as exc:
                 notes.append(f"offline analysis failed: {_describe(exc)}")
             return converted.updated(
-                backend=backend, device=self.device_stub(device), notes=[*converted.notes, *notes]
+                backend=backend,
+                device=self.device_stub(device),
+                compatibility=compat,
+                notes=[*converted.notes, *notes],
             )
         try:
             measured = self.bench(folder, key, backend, evalset, device, split, reference)
@@ -416,12 +426,15 @@ class PlanRunner:
             )
         return _merge(converted, measured)
 
-    def offline_analysis(self, converted: Path, convert_key: str, backend: str) -> list[str]:
-        """Notes predicting how the file would map to an accelerator that is not here."""
-        target = ANALYSIS_TARGETS.get(backend.split(":", 1)[0])
+    def offline_analysis(
+        self, converted: Path, convert_key: str, backend: str, notes: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The predicted ``compatibility`` with an accelerator that is not here; what the
+        analysis says beyond it (the Edge TPU's parameter cache) is appended to ``notes``."""
+        target = ACCELERATOR_TARGETS.get(backend.split(":", 1)[0])
         file = _model_file(converted)
         if target is None or file.suffix != ".tflite":
-            return []
+            return {}
         from edgesmith.convert.analyze import analyze
 
         key = StageCache.key("analyze", {"target": target}, upstream=[convert_key])
@@ -431,7 +444,10 @@ class PlanRunner:
             f"{file.parent.name} for {target}",
             lambda tmp: write_json(tmp / "analysis.json", analyze(file, target)),
         )
-        return [analysis_note(read_json(folder / "analysis.json"))]
+        report = read_json(folder / "analysis.json")
+        note = analysis_note(report)
+        notes += [note] if note else []
+        return {target: offline_compatibility(report)}
 
     def reference(self, parent: _Model, model: _Model, target: Target) -> tuple[Path, str] | None:
         """The float32 convert entry of ``parent`` that ``model`` x ``target`` is timed beside."""
@@ -492,39 +508,11 @@ def _model_file(converted: Path) -> Path:
     return next(p for p in converted.iterdir() if p.suffix in (".tflite", ".onnx"))
 
 
-# Accelerator backends -> the target of `edgesmith analyze` that predicts them offline.
-ANALYSIS_TARGETS = {"edgetpu": "edgetpu", "litert-gpu": "gpu"}
-
-
 def _unavailable(backend: str) -> str | None:
     from edgesmith.runtime.backends import missing, parse_backend
 
     name, argument = parse_backend(backend)
     return missing(name, argument)
-
-
-def analysis_note(report: dict[str, Any]) -> str:
-    """One line from an ``analyze`` report: how much maps, where the first fallback is.
-
-    Example:
-        >>> analysis_note({"target": "edgetpu", "op_count": 4, "mapped_op_fraction": 0.5,
-        ...     "mapped_mac_fraction": 0.9, "first_fallback_op": {"index": 2,
-        ...     "op": "TANH", "reason": "float32 tensor"}, "parameter_bytes": 1000,
-        ...     "parameters_fit_cache": True})
-        'offline edgetpu analysis: 2 of 4 ops map (90% of MACs); first fallback: op #2 TANH (float32 tensor); 1,000 parameter bytes fit the on-chip cache'
-    """
-    ops = report.get("op_count") or 0
-    mapped = round((report.get("mapped_op_fraction") or 0.0) * ops)
-    text = f"offline {report.get('target')} analysis: {mapped} of {ops} ops map"
-    if report.get("mapped_mac_fraction") is not None:
-        text += f" ({report['mapped_mac_fraction']:.0%} of MACs)"
-    fallback = report.get("first_fallback_op")
-    if fallback:
-        text += f"; first fallback: op #{fallback['index']} {fallback['op']} ({fallback['reason']})"
-    if report.get("parameter_bytes") is not None:
-        fits = "fit" if report.get("parameters_fit_cache") else "do not fit"
-        text += f"; {report['parameter_bytes']:,} parameter bytes {fits} the on-chip cache"
-    return text
 
 
 def _runs(backends: dict[str, Any], backend: str, fmt: str) -> bool:
@@ -567,6 +555,7 @@ def _merge(converted: ResultRecord, measured: ResultRecord) -> ResultRecord:
         throughput_per_s=measured.throughput_per_s,
         peak_rss_mb=measured.peak_rss_mb,
         fully_accelerated=measured.fully_accelerated,
+        compatibility=_measured_compatibility(converted, measured),
         device=measured.device,
         correct=measured.correct if measured.correct is not None else converted.correct,
         op_profile=measured.op_profile,
@@ -577,6 +566,14 @@ def _merge(converted: ResultRecord, measured: ResultRecord) -> ResultRecord:
         notes=[*converted.notes, *measured.notes],
         error=measured.error,
     )
+
+
+def _measured_compatibility(converted: ResultRecord, measured: ResultRecord) -> dict[str, Any]:
+    """The record's ``compatibility`` once an accelerator ran it: what that bench measured."""
+    target = ACCELERATOR_TARGETS.get((measured.backend or "").split(":", 1)[0])
+    if target is None or measured.fully_accelerated is None or measured.error is not None:
+        return converted.compatibility
+    return {**converted.compatibility, target: measured_compatibility(measured.fully_accelerated)}
 
 
 class BuildFailed(Exception):

@@ -270,8 +270,9 @@ CSV_COLUMNS = (
     "device", "threads", "file", "size_bytes", "gzip_bytes", "params", "nonzero_params", "sparsity",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "samples", "parity_max_abs_diff",
     "parity_top1_agreement", "latency_p50_ms", "latency_mean_ms", "latency_p10_ms",
-    "latency_p90_ms", "throughput_per_s", "peak_rss_mb", "fully_accelerated", "edgetpu_mapping",
-    "gpu_coverage", "cpu", "cpu_features", "recommended_for", "error",
+    "latency_p90_ms", "throughput_per_s", "peak_rss_mb", "speedup_vs_baseline",
+    "speedup_same_window", "fully_accelerated", "edgetpu_mapping", "gpu_coverage", "cpu",
+    "cpu_features", "recommended_for", "error",
 )  # fmt: skip
 
 
@@ -281,12 +282,8 @@ def records_csv(
     """One CSV row per record (nested fields flattened to the columns people sort by)."""
     records = list(records)
     recs = recommend(records) if recommendations is None else recommendations
-    variant_of = {
-        id(r): v
-        for variants in group_variants(records).values()
-        for v in variants
-        for r in v.records
-    }
+    per_model = group_variants(records)
+    variant_of = {id(r): v for variants in per_model.values() for v in variants for r in v.records}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -301,6 +298,14 @@ def records_csv(
         for key in ("p50", "mean", "p10", "p90"):
             row[f"latency_{key}_ms"] = latency.get(key)
         variant = variant_of[id(record)]
+        # The table's speedup column: over the float32 baseline of the same model, device and
+        # backend; same_window says whether the two were timed side by side (``paired``).
+        if record.latency_ms and record.error is None and record.backend:
+            on_device = [v for v in per_model[variant.model] if v.device == variant.device]
+            ratio, same_window = speedup(record, baseline_latency(on_device, record.backend))
+            if ratio is not None:
+                row["speedup_vs_baseline"] = round(ratio, 4)
+                row["speedup_same_window"] = same_window
         if record.format == "tflite":
             row["edgetpu_mapping"] = compatibility(variant, "edgetpu").cell
             row["gpu_coverage"] = compatibility(variant, "gpu").cell
@@ -324,7 +329,7 @@ def failures_and_notes(records: Iterable[ResultRecord]) -> tuple[list[str], list
 
     Conversion notes repeat on every backend's record and often on every recipe of a
     model, so a note is listed once followed by where it applies (backends folded away).
-    Offline accelerator analyses are table columns (Edge TPU, GPU delegate), not notes.
+    Accelerator compatibility is a table column (Edge TPU, GPU delegate), not a note.
     """
     failures: list[str] = []
     where_by_note: dict[str, dict[str, None]] = {}
@@ -332,6 +337,8 @@ def failures_and_notes(records: Iterable[ResultRecord]) -> tuple[list[str], list
         if r.error:
             failures.append(f"{_where(r)}: {r.error}")
         for note in r.notes:
+            # Records written before the ``compatibility`` field carried the mapping as a
+            # note; it is a column now, so it is not listed again.
             if not is_analysis_note(note):
                 where_by_note.setdefault(note, {})[_where(r, backend=False)] = None
     notes = []

@@ -5,7 +5,8 @@ first source is the reference; every other source's row for the same file and ba
 (model x recipe x format x quant x backend) shows its accuracy change, tested with
 McNemar where both records carry per-sample outcomes of the same samples (else the Wilson
 intervals), and its p50 latency ratio, called within noise where the p10-p90 spreads
-overlap.
+overlap. The page plots accuracy against latency with a trace per source, each file's
+points joined across sources (plotly, embedded as in the run report).
 
 Example:
     >>> paths = compare_runs(["reports/host", "reports/pi"], "reports/host-vs-pi")  # doctest: +SKIP
@@ -235,8 +236,11 @@ def comparison_csv(rows: list[dict[str, Any]], names: list[str]) -> str:
 
 
 def render_comparison_html(rows: list[dict[str, Any]], names: list[str], title: str) -> str:
-    """A self-contained page: the rules, the CPUs and one sortable table (no scripts fetched)."""
-    from edgesmith.report_html import _PAGE, _SCRIPT
+    """A self-contained page: the rules, the CPUs, the plot and one sortable table.
+
+    The plotting library is embedded, as in the run report: nothing is fetched.
+    """
+    from edgesmith.report_html import _PAGE, _SCRIPT, _plotly_js, figure_html
 
     columns, table = _table(rows, names)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -252,12 +256,104 @@ def render_comparison_html(rows: list[dict[str, Any]], names: list[str], title: 
         "<ul class='cpu'>"
         + "".join(f"<li>{html.escape(x)}</li>" for x in _cpu_lines(rows, names))
         + "</ul>",
-        f"<table class='sortable comparison'><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table>",
     ]
-    # The sorting script needs no plotting library: the Plotly global is stubbed out.
-    return _PAGE.format(
-        title=html.escape(title),
-        plotly="window.Plotly = window.Plotly || {};",
-        script=_SCRIPT,
-        body="\n".join(body),
+    figure = comparison_figure(rows, names)
+    if figure is not None:
+        body.append(figure_html("compare", _FIGURE_TITLE, figure))
+    body.append(
+        f"<table class='sortable comparison'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body_rows}</tbody></table>"
     )
+    return _PAGE.format(
+        title=html.escape(title), plotly=_plotly_js(), script=_SCRIPT, body="\n".join(body)
+    )
+
+
+_FIGURE_TITLE = "Accuracy vs latency per run (grey lines join the same file and backend)"
+
+_HOVER = (
+    "<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>run %{customdata[3]}"
+    " on %{customdata[4]}<br>p50 %{customdata[5]} ms (%{customdata[6]})<br>accuracy"
+    " %{customdata[7]}<br>vs reference: %{customdata[8]}; latency %{customdata[9]}"
+)
+
+
+def comparison_figure(rows: list[dict[str, Any]], names: list[str]) -> Any | None:
+    """Accuracy against p50 latency, a trace per run (None: no point has both numbers).
+
+    Each file x backend is a point per run, joined by a grey line, so a change between
+    runs shows as the direction the line goes; hovering a point gives its numbers and its
+    verdicts against the reference.
+    """
+    import plotly.graph_objects as go
+
+    from edgesmith.report_html import _LAYOUT, _color
+
+    def plotted(entry: dict[str, Any] | None) -> bool:
+        return bool(entry and entry["latency_p50_ms"] and entry["accuracy"] is not None)
+
+    fig = go.Figure()
+    for row in rows:
+        entries = [row["sources"].get(n) for n in names]
+        points = [e for e in entries if plotted(e)]
+        if len(points) > 1:
+            fig.add_trace(
+                go.Scatter(
+                    x=[e["latency_p50_ms"] for e in points],
+                    y=[100 * e["accuracy"] for e in points],
+                    mode="lines",
+                    line={"color": "#bbb", "width": 1},
+                    hoverinfo="skip",
+                    showlegend=False,
+                )
+            )
+    for n, name in enumerate(names):
+        points = [(row, row["sources"].get(name)) for row in rows]
+        points = [(row, e) for row, e in points if plotted(e)]
+        if not points:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[e["latency_p50_ms"] for _, e in points],
+                y=[100 * e["accuracy"] for _, e in points],
+                mode="markers",
+                name=name + (" (reference)" if n == 0 else ""),
+                marker={"size": 9, "color": _color(n)},
+                customdata=[_point(row, e, name, n == 0) for row, e in points],
+                hovertemplate=_HOVER + "<extra></extra>",
+            )
+        )
+    if not fig.data:
+        return None
+    fig.update_layout(
+        xaxis={"type": "log", "title": {"text": "latency p50 (ms, log scale)"}},
+        yaxis={"title": {"text": "accuracy (%)"}},
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _point(row: dict[str, Any], entry: dict[str, Any], name: str, reference: bool) -> list[str]:
+    """A point's hover fields: variant, backend, model, run, device, latency, accuracy, deltas."""
+    ratio = entry.get("latency_ratio")
+    if reference:
+        accuracy_vs, latency_vs = "this is the reference", "-"
+    else:
+        accuracy_vs = entry.get("accuracy_test") or "-"
+        latency_vs = "-" if ratio is None else f"{ratio:.2f}x time, {entry['latency_verdict']}"
+    ci = entry.get("accuracy_ci")
+    accuracy = format_pct(entry["accuracy"]) + (
+        f" [{format_pct(ci[0])}, {format_pct(ci[1])}]" if ci else ""
+    )
+    return [
+        f"{row['recipe']} / {row['format']} {row['quant']}",
+        str(row["backend"]),
+        str(row["model"]),
+        name,
+        str(entry.get("device") or "-"),
+        f"{entry['latency_p50_ms']:.3g}",
+        str(entry.get("latency_spread_ms") or "-"),
+        accuracy,
+        accuracy_vs,
+        latency_vs,
+    ]

@@ -78,12 +78,7 @@ def render_page(
         "accuracy-latency": "Accuracy vs latency (p50, bars: p10-p90)",
         "op-profile": "Where time goes: per op type (bench --profile)",
     }
-    for key, figure in figures.items():
-        body.append(f"<h2>{titles[key]}</h2><div class='plot' id='plot-{key}'></div>")
-        spec = figure.to_json().replace("</", "<\\/")
-        body.append(
-            f"<script type='application/json' class='figure' data-target='plot-{key}'>{spec}</script>"
-        )
+    body += [figure_html(key, titles[key], figure) for key, figure in figures.items()]
     body.append(f"<h2>All variants</h2><p class='legend'>{html.escape(LEGEND)}</p>")
     for model, variants in per_model.items():
         base = baseline_of(variants)
@@ -105,6 +100,18 @@ def render_page(
             body.append("</ul>")
     return _PAGE.format(
         title=html.escape(title), plotly=_plotly_js(), script=_SCRIPT, body="\n".join(body)
+    )
+
+
+def figure_html(key: str, title: str, figure: Any) -> str:
+    """A plot's heading, its div and its figure as JSON, which the page script draws.
+
+    A page showing it embeds :func:`_plotly_js` and runs ``_SCRIPT`` (see :func:`render_page`).
+    """
+    spec = figure.to_json().replace("</", "<\\/")
+    return (
+        f"<h2>{html.escape(title)}</h2><div class='plot' id='plot-{key}'></div>\n"
+        f"<script type='application/json' class='figure' data-target='plot-{key}'>{spec}</script>"
     )
 
 

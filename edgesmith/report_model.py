@@ -2,8 +2,8 @@
 
 A :class:`Variant` is one model file (model x recipe x format x quant) on one device, with
 the records of every backend that ran it. Accelerator compatibility is read from the
-records: a measured backend's ``fully_accelerated`` first, else the offline analysis line
-the plan runner adds to the notes where the accelerator is absent.
+records' ``compatibility`` field: a measurement on the accelerator first, else the offline
+analysis the plan runner records where the accelerator is absent.
 
 Example:
     >>> from edgesmith.core.records import ResultRecord
@@ -174,16 +174,75 @@ def speedup(record: ResultRecord, base_p50: float | None) -> tuple[float | None,
 
 
 # --- accelerator compatibility ----------------------------------------------------------
+# A record's ``compatibility`` field holds, per target, what a bench on the accelerator
+# measured or what the offline analysis of the file predicted. The plan runner fills it with
+# the two builders below; the report reads it with :func:`compatibility`.
 
-# The line plan_runner.analysis_note writes for an accelerator that is not on the machine.
-_ANALYSIS = re.compile(
-    r"offline (?P<target>edgetpu|gpu) analysis: (?P<mapped>\d+) of (?P<ops>\d+) ops map"
-    r"(?: \((?P<macs>\d+)% of MACs\))?"
-    r"(?:; first fallback: op #(?P<index>\d+) (?P<op>\S+) \((?P<reason>.*?)\)(?=;|$))?"
-)
-ANALYSIS_PREFIX = "offline "  # notes starting so are shown as columns, not notes
-# Backends whose measured records say whether the accelerator ran the whole model.
+# Target (of `edgesmith analyze`) -> the backend that runs the file on that accelerator.
 ACCELERATOR_BACKENDS = {"edgetpu": "edgetpu", "gpu": "litert-gpu"}
+ACCELERATOR_TARGETS = {backend: target for target, backend in ACCELERATOR_BACKENDS.items()}
+
+
+def offline_compatibility(report: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``compatibility`` entry from an ``analyze`` report of the file.
+
+    Example:
+        >>> offline_compatibility({"target": "edgetpu", "op_count": 4, "mapped_op_fraction": 0.5,
+        ...     "mapped_mac_fraction": 0.9, "first_fallback_op": {"index": 2, "op": "TANH",
+        ...     "reason": "float32 tensor"}})  # doctest: +NORMALIZE_WHITESPACE
+        {'full': False, 'source': 'offline', 'mapped_ops': 2, 'ops': 4, 'macs_share': 0.9,
+         'first_fallback': {'index': 2, 'op': 'TANH', 'reason': 'float32 tensor'}}
+    """
+    ops = int(report.get("op_count") or 0)
+    mapped = round((report.get("mapped_op_fraction") or 0.0) * ops)
+    macs = report.get("mapped_mac_fraction")
+    fallback = report.get("first_fallback_op")
+    return {
+        "full": ops > 0 and mapped == ops,
+        "source": "offline",
+        "mapped_ops": mapped,
+        "ops": ops,
+        "macs_share": None if macs is None else round(float(macs), 4),
+        "first_fallback": (
+            {k: fallback[k] for k in ("index", "op", "reason")} if fallback else None
+        ),
+    }
+
+
+def measured_compatibility(full: bool) -> dict[str, Any]:
+    """A record's ``compatibility`` entry from a bench on the accelerator (whole model or not).
+
+    The runtimes say only whether everything was delegated, not how many ops were.
+    """
+    return {
+        "full": bool(full),
+        "source": "measured",
+        "mapped_ops": None,
+        "ops": None,
+        "macs_share": None,
+        "first_fallback": None,
+    }
+
+
+def analysis_note(report: dict[str, Any]) -> str | None:
+    """What an ``analyze`` report says beyond the compatibility columns (None: nothing).
+
+    The mapping itself goes into the record's ``compatibility``; this keeps the one fact
+    the columns do not show, whether the Edge TPU's parameters fit its on-chip cache.
+
+    Example:
+        >>> analysis_note({"target": "edgetpu", "parameter_bytes": 1000,
+        ...                "parameter_cache_bytes": 8000000, "parameters_fit_cache": True})
+        'offline edgetpu analysis: 1,000 parameter bytes fit the 8,000,000-byte on-chip cache'
+        >>> analysis_note({"target": "gpu", "op_count": 3}) is None
+        True
+    """
+    if report.get("parameter_bytes") is None:
+        return None
+    fits = "fit" if report.get("parameters_fit_cache") else "do not fit"
+    cache = report.get("parameter_cache_bytes")
+    where = f"the {cache:,}-byte on-chip cache" if cache else "the on-chip cache"
+    return f"offline {report.get('target')} analysis: {report['parameter_bytes']:,} parameter bytes {fits} {where}"
 
 
 @dataclass(frozen=True)
@@ -197,6 +256,7 @@ class Compatibility:
     ops: int | None = None
     first_fallback: str | None = None  # "#3 TANH": the first op that runs on the CPU
     reason: str | None = None  # why that op does not map
+    macs_share: float | None = None  # share of the multiply-accumulates that map
 
     @property
     def cell(self) -> str:
@@ -210,27 +270,79 @@ class Compatibility:
             return "100%"
         return share + (f" (first CPU op {self.first_fallback})" if self.first_fallback else "")
 
+    @classmethod
+    def from_entry(cls, target: str, entry: dict[str, Any]) -> Compatibility:
+        """The view of one entry of a record's ``compatibility`` field."""
+        fallback = entry.get("first_fallback") or {}
+        return cls(
+            target,
+            entry.get("full"),
+            str(entry.get("source") or "offline"),
+            entry.get("mapped_ops"),
+            entry.get("ops"),
+            f"#{fallback['index']} {fallback['op']}" if fallback else None,
+            fallback.get("reason"),
+            entry.get("macs_share"),
+        )
+
 
 def compatibility(variant: Variant, target: str) -> Compatibility:
-    """Edge TPU mapping or GPU delegate coverage of ``variant`` (``target``: edgetpu | gpu)."""
-    backend = ACCELERATOR_BACKENDS[target]
+    """Edge TPU mapping or GPU delegate coverage of ``variant`` (``target``: edgetpu | gpu).
+
+    A measurement wins over an offline analysis; both come from the records' ``compatibility``.
+
+    Example:
+        >>> rec = ResultRecord(model="m", format="tflite", quant="int8", compatibility={
+        ...     "edgetpu": offline_compatibility({"op_count": 7, "mapped_op_fraction": 1.0})})
+        >>> compatibility(group_variants([rec])["m"][0], "edgetpu").cell
+        '100%'
+    """
+    found: dict[str, dict[str, Any]] = {}
     for record in variant.records:
-        name = (record.backend or "").split(":", 1)[0]
-        if name == backend and record.error is None and record.fully_accelerated is not None:
-            return Compatibility(target, bool(record.fully_accelerated), "measured")
-    for record in variant.records:
-        for note in record.notes:
-            match = _ANALYSIS.search(note)
-            if match and match["target"] == target:
-                mapped, ops = int(match["mapped"]), int(match["ops"])
-                fallback = f"#{match['index']} {match['op']}" if match["op"] else None
-                full = ops > 0 and mapped == ops
-                return Compatibility(
-                    target, full, "offline", mapped, ops, fallback, match["reason"]
-                )
+        entry = (record.compatibility or {}).get(target) or _legacy_entry(record, target)
+        if entry and record.error is None:
+            found.setdefault(str(entry.get("source")), entry)
+    for source in ("measured", "offline"):
+        if source in found:
+            return Compatibility.from_entry(target, found[source])
     return Compatibility(target, None, "none")
 
 
+# Records without a ``compatibility`` field: those written before it existed, and those of a
+# bare ``edgesmith bench`` (runtime/bench.py sets only ``fully_accelerated``). Read: a
+# measured backend's ``fully_accelerated``, else the line the plan runner used to write into
+# the notes, so that old run folders still render (and compare) with their columns.
+_ANALYSIS = re.compile(
+    r"offline (?P<target>edgetpu|gpu) analysis: (?P<mapped>\d+) of (?P<ops>\d+) ops map"
+    r"(?: \((?P<macs>\d+)% of MACs\))?"
+    r"(?:; first fallback: op #(?P<index>\d+) (?P<op>\S+) \((?P<reason>.*?)\)(?=;|$))?"
+)
+
+
+def _legacy_entry(record: ResultRecord, target: str) -> dict[str, Any] | None:
+    if record.compatibility:
+        return None  # a record with the field says all it knows there
+    backend = (record.backend or "").split(":", 1)[0]
+    if ACCELERATOR_TARGETS.get(backend) == target and record.fully_accelerated is not None:
+        return measured_compatibility(record.fully_accelerated)
+    for note in record.notes:
+        match = _ANALYSIS.search(note)
+        if match and match["target"] == target:
+            fallback = None
+            if match["op"]:
+                fallback = {"index": int(match["index"]), "op": match["op"]}
+                fallback["reason"] = match["reason"]
+            return offline_compatibility(
+                {
+                    "op_count": int(match["ops"]),
+                    "mapped_op_fraction": int(match["mapped"]) / max(int(match["ops"]), 1),
+                    "mapped_mac_fraction": int(match["macs"]) / 100 if match["macs"] else None,
+                    "first_fallback_op": fallback,
+                }
+            )
+    return None
+
+
 def is_analysis_note(note: str) -> bool:
-    """Whether ``note`` is an offline analysis line (shown in the compatibility columns)."""
+    """Whether ``note`` is an old record's offline mapping line (now a column, not a note)."""
     return bool(_ANALYSIS.search(note))

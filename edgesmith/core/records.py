@@ -183,6 +183,12 @@ class ResultRecord:
     throughput_per_s: float | None = None
     peak_rss_mb: float | None = None
     fully_accelerated: bool | None = None
+    # How much of the file each accelerator runs, per target ("edgetpu", "gpu"): {full,
+    # source ("measured": a bench on the accelerator; "offline": the analysis of the file),
+    # mapped_ops, ops, macs_share, first_fallback {index, op, reason}}; a value the source
+    # cannot tell is None. Empty: neither measured nor analysed (and records written before
+    # the field existed). The report's Edge TPU / GPU columns render it.
+    compatibility: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     # Where it was measured: {name, ssh, board, cpu, cores, memory_mb, os, python,
     # edgesmith}; name "local" for this machine, None for records no bench has touched.

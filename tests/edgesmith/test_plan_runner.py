@@ -110,7 +110,9 @@ def test_a_missing_accelerator_is_a_note_with_the_offline_analysis(
     assert tpu.latency_ms is None and tpu.error is None
     assert any("edgetpu not available here: libedgetpu.so.1" in n for n in tpu.notes)
     analysis = next(n for n in tpu.notes if n.startswith("offline edgetpu analysis"))
-    assert " ops map" in analysis and "parameter bytes" in analysis
+    assert "parameter bytes" in analysis and " ops map" not in analysis  # mapping: a column
+    entry = tpu.compatibility["edgetpu"]
+    assert entry["source"] == "offline" and entry["ops"] > 0 and entry["mapped_ops"] is not None
     report = (out / "report.md").read_text()
     assert "## Notes" in report and "offline edgetpu analysis" in report
     assert "edgetpu p50" not in report  # nothing measured there, so no column

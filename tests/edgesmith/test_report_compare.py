@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -57,7 +58,17 @@ def test_compare_two_runs_through_the_cli(runs, capsys):
     md = (out / "report.md").read_text()
     assert "Cortex-A72 (neon)" in md and "Host CPU (avx2)" in md
     page = (out / "index.html").read_text()
-    assert "within noise" in page and "src=" not in page
+    assert "within noise" in page and 'src="http' not in page
+    assert not re.search(r"<script[^>]*\bsrc=", page)  # plotly.js is embedded, not fetched
+    assert "<div class='plot' id='plot-compare'>" in page
+    figure = json.loads(re.search(r"data-target='plot-compare'>(.*?)</script>", page)[1])
+    points = [t for t in figure["data"] if t.get("mode") == "markers"]
+    assert [t["name"] for t in points] == ["host (reference)", "pi"]
+    pi_int8 = next(cd for cd in points[1]["customdata"] if cd[0] == "baseline / tflite int8")
+    assert pi_int8[3] == "pi" and pi_int8[4] == "pi4" and pi_int8[5] == "0.51"
+    assert "worse" in pi_int8[8] and pi_int8[9] == "1.02x time, within noise"
+    # each file is joined across the two runs: two files, two lines
+    assert sum(t.get("mode") == "lines" for t in figure["data"]) == 2
     assert "index.html" in capsys.readouterr().out
 
 

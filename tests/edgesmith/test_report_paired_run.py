@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from edgesmith.plan import Plan
@@ -26,6 +28,10 @@ def test_run_pairs_each_variant_with_the_float_file_of_its_format(tiny_store, tm
     onnx = next(r for r in summary.records if r.format == "onnx")
     assert onnx.error is None and onnx.paired is None  # the float32 .onnx is the reference
     assert "x ⇆" in (tmp_path / "report.md").read_text(encoding="utf-8")  # a paired cell
+    rows = list(csv.DictReader((tmp_path / "results.csv").open(encoding="utf-8")))
+    row = next(r for r in rows if r["format"] == "tflite" and r["quant"] == "int8")
+    assert row["speedup_same_window"] == "True"
+    assert float(row["speedup_vs_baseline"]) == pytest.approx(int8.paired["speedup"])
     # Unpaired, the int8 bench has its own key (the onnx one keeps its key: measured alone).
     unpaired = run_plan(
         Plan.from_dict({**PLAN, "bench": {**PLAN["bench"], "paired": False}}),
