@@ -47,7 +47,6 @@ from edgesmith.report_model import (
 
 RECORD_FILE = "record.json"
 TASK = "edgesmith run"  # the task name of the runner's stage messages
-ALONE_NOTE = "measured alone: remote devices do not time it beside its float32 file yet"
 
 
 @dataclass
@@ -316,7 +315,6 @@ class PlanRunner:
         from edgesmith.devices import bench_on
 
         device = device or DeviceSpec()
-        alone, reference = (True, None) if reference and not device.is_local else (False, reference)
         key = self.bench_key(convert_key, backend, device, split, reference[1] if reference else "")
         file = _model_file(converted)
 
@@ -335,8 +333,6 @@ class PlanRunner:
                 records = bench_on(device, file, [backend], **settings)
             else:
                 records = self.remote(device).bench(file, [backend], **settings)
-            if alone:
-                records[0] = records[0].updated(notes=[*records[0].notes, ALONE_NOTE])
             write_json(tmp / RECORD_FILE, records[0].to_dict())
 
         where = "" if device.is_local else f" ({device.name})"
@@ -393,8 +389,9 @@ class PlanRunner:
         reference: tuple[Path, str] | None = None,
     ) -> ResultRecord:
         """One variant x backend on one device: its record, a note, or its error."""
+        ref = reference[1] if reference else ""
         cached = not device.is_local and self.cache.has(
-            "bench", self.bench_key(key, backend, device, split)
+            "bench", self.bench_key(key, backend, device, split, ref)
         )
         try:
             reason = None if cached else self.device_unavailable(backend, device)

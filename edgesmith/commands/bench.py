@@ -156,6 +156,13 @@ def register(commands: Any) -> None:
         "(op_profile_calibration says how); other backends say in the notes why there is none",
     )
     sub.add_argument(
+        "--reference",
+        metavar="REF",
+        help="time FILE in alternating blocks with REF (its float32 file, say; same format) "
+        "in one process: the record's paired field holds REF's latency from the same window "
+        "and the speedup, which machine drift between separate runs cannot fake or hide",
+    )
+    sub.add_argument(
         "--in-process",
         action="store_true",
         help="run in this process instead of one worker process per backend (peak memory is "
@@ -261,6 +268,8 @@ def _bench(args: argparse.Namespace) -> int:
     }
     if args.profile:
         options["profile"] = True
+    if args.reference:
+        options["reference"] = args.reference
     if args.providers:
         options["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
     shown = ", ".join(f"{t.name} {format_shape(t.shape_signature)} {t.dtype}" for t in info.inputs)

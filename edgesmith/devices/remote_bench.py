@@ -190,12 +190,15 @@ class RemoteDevice:
         run is limited by the device's own ``timeout``.
         """
         description = self.check(install=install)
-        files = [path] if eval_set is None else [path, eval_set]
-        remote = self.push(files)
+        options = dict(options)
+        reference = options.pop("reference", None)
+        extra = {"--eval": eval_set, "--reference": reference}
+        extra = {flag: file for flag, file in extra.items() if file is not None}
+        remote = self.push([path, *extra.values()])
         argv = [self.python, "-m", "edgesmith", "bench", remote[0], "--json", "-"]
         argv += bench_flags(backends, options, timeout=timeout, isolate=isolate)
-        if eval_set is not None:
-            argv += ["--eval", remote[1]]
+        for flag, there in zip(extra, remote[1:], strict=True):
+            argv += [flag, there]
         env = ["env", f"TMPDIR={posixpath.join(self.work_dir(), 'tmp')}"]
         result = self.client.run(env + argv, timeout=self.spec.timeout, what="edgesmith bench")
         records = parse_records(result.stdout)

@@ -76,6 +76,21 @@ def test_bench_on_the_board_gives_the_local_accuracy(board, linear):
     assert {p: p.stat().st_mtime_ns for p in (work / "files").rglob("*") if p.is_file()} == stamps
 
 
+def test_bench_on_the_board_times_beside_its_reference(board, linear, tmp_path):
+    """A reference goes to the board too, and the timing there interleaves the two files."""
+    model, evalset = linear
+    reference, _ = linear_classifier(tmp_path / "reference", seed=1)
+    (record,) = RemoteDevice(board).bench(
+        model, ["onnxruntime"], eval_set=evalset, runs=4, warmup=1, reference=reference
+    )
+    assert record.error is None, record.error
+    paired = record.paired
+    assert paired is not None and paired["reference"] == reference.name
+    assert paired["speedup"] > 0 and paired["reference_latency_ms"]["p50"] > 0
+    copy = Path(board.work_dir) / "files" / file_sha256(reference) / reference.name
+    assert copy.read_bytes() == reference.read_bytes()
+
+
 def test_cli_bench_on_a_device(loopback, board_python, linear):
     model, evalset = linear
     config = loopback.client_config("cli.conf")
