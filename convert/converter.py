@@ -31,6 +31,7 @@ from edgesmith.convert.source import Source, load_source
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.fileio import atomic_path, write_json
 from edgesmith.core.records import ResultRecord, library_versions
+from edgesmith.runtime.sysinfo import ray_placement
 
 VERSION_PACKAGES = (
     "tensorflow",
@@ -179,6 +180,7 @@ def convert_model(
             "versions": library_versions(*VERSION_PACKAGES),
             "platform": platform.platform(),
             "machine": platform.machine(),
+            **ray_placement(),  # the Ray node that converted it, under --executor ray
         },
     )
     extra: dict[str, Any] = {

@@ -12,6 +12,12 @@ same task graph whatever runs it:
   (``address="HOST:PORT"`` or ``"auto"``). Workers need this edgesmith installed and the
   run folder on a path they all see (one machine, or a shared file system).
 
+Progress: a task reports its events through :func:`task_progress`; they travel back with
+its result and :func:`run_graph` hands them to the caller's ``progress`` callback when the
+task is done (in the task's own order, after the fact: a worker has no line to the
+terminal). A task whose worker dies is run again from the start (Ray retries it; the
+events of the lost attempt are lost with it).
+
 Example:
     >>> with make_executor("serial") as executor:
     ...     results = run_graph(executor, [Task(pow, (2, 10))])
@@ -27,8 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesmith.core.errors import BackendUnavailableError, ConfigError
+from edgesmith.core.progress import Progress, ProgressEvent, as_progress
 
 EXECUTORS = ("local", "serial", "ray")
+
+# Test-only: when set to a file's path, the first task event seen while that file exists
+# claims it (renames it to PATH.claimed, which one process alone can do) and ends its
+# worker process on the spot, so that tests can kill a worker mid-task. Unset: inert.
+KILL_ONCE_ENV = "EDGESMITH_TEST_KILL_ONCE"
 
 
 def default_workers() -> int:
@@ -37,6 +49,67 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS
         return max(1, os.cpu_count() or 1)
+
+
+class _TaskEvents:
+    """The events of the task running in this process, kept for its result."""
+
+    def __init__(self) -> None:
+        self.events: list[ProgressEvent] = []
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.events.append(event)
+        marker = os.environ.get(KILL_ONCE_ENV)
+        if marker:
+            try:
+                os.rename(marker, marker + ".claimed")
+            except OSError:
+                return  # not armed, or another task claimed it
+            os._exit(17)
+
+
+_current: _TaskEvents | None = None
+
+
+def task_progress() -> Progress | None:
+    """Inside a task that :func:`run_graph` runs: the callback whose events reach the
+    caller's ``progress``. Outside one: None.
+
+    Example:
+        >>> def count(n):
+        ...     report = task_progress()
+        ...     for i in range(n):
+        ...         report(ProgressEvent("count", "step", done=i + 1, total=n))
+        ...     return n
+        >>> seen = []
+        >>> run_graph(SerialExecutor(), [Task(count, (2,))], progress=seen.append)
+        [2]
+        >>> [e.done for e in seen]
+        [1, 2]
+    """
+    return _current
+
+
+@dataclass
+class _Outcome:
+    """What a task returns through the executor: its value or error, and its events."""
+
+    value: Any = None
+    error: BaseException | None = None
+    events: list[ProgressEvent] = field(default_factory=list)
+
+
+def _in_worker(fn: Callable[..., Any], *args: Any) -> _Outcome:
+    """Run ``fn(*args)`` with :func:`task_progress` collecting its events."""
+    global _current
+    outer, _current = _current, _TaskEvents()
+    collected = _current
+    try:
+        return _Outcome(fn(*args), events=collected.events)
+    except Exception as exc:
+        return _Outcome(error=exc, events=collected.events)
+    finally:
+        _current = outer
 
 
 @dataclass
@@ -178,7 +251,12 @@ class RayExecutor(Executor):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         if fn not in self._remote:
-            self._remote[fn] = self.ray.remote(fn).options(max_retries=self.retries)
+            # SPREAD: stage tasks are long and CPU-bound, so they go to the idle nodes
+            # rather than filling the driver's node first. ``max_retries`` covers a dead
+            # worker or node (not an exception the task raises: that is its result).
+            self._remote[fn] = self.ray.remote(fn).options(
+                max_retries=self.retries, scheduling_strategy="SPREAD"
+            )
         return self._remote[fn].remote(*args)
 
     def wait(self, handles: Sequence[Any]) -> list[Any]:
@@ -229,23 +307,30 @@ class _Graph:
     results: list[Any] = field(default_factory=list)
 
 
-def run_graph(executor: Executor, tasks: Iterable[Task]) -> list[Any]:
+def run_graph(
+    executor: Executor, tasks: Iterable[Task], *, progress: Progress | None = None
+) -> list[Any]:
     """Run ``tasks`` and every task their ``then`` adds; return the results of those without
     a ``then``, in the order they finished. A task's error goes to its ``then``; one
-    without a ``then`` raises it (after the running tasks are done)."""
+    without a ``then`` raises it (after the running tasks are done). The events a task
+    reports through :func:`task_progress` go to ``progress`` when it is done."""
+    report = as_progress(progress)
     graph = _Graph(executor)
     queue = list(tasks)
     failure: BaseException | None = None
     while queue or graph.pending:
         for task in queue:
-            graph.pending[executor.submit(task.fn, *task.args)] = task
+            graph.pending[executor.submit(_in_worker, task.fn, *task.args)] = task
         queue = []
         for handle in executor.wait(list(graph.pending)):
             task = graph.pending.pop(handle)
             try:
-                value, error = executor.result(handle), None
-            except Exception as exc:
-                value, error = None, exc
+                outcome = executor.result(handle)
+            except Exception as exc:  # the worker, not the task, failed (it cannot return)
+                outcome = _Outcome(error=exc)
+            for event in outcome.events:
+                report(event)
+            value, error = outcome.value, outcome.error
             if task.then is not None:
                 queue.extend(task.then(value, error) or [])
             elif error is not None:

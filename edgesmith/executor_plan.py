@@ -7,7 +7,8 @@ entry. A task runs in a worker (:mod:`edgesmith.executor`) the same
 the same keys and the same entries; the worker writes the entry into the stage cache (under
 its lock) and returns only whether it failed. The serial pass then finds every entry built
 and benchmarks the variants one by one. An entry whose build failed is not built again:
-the serial pass records the worker's error for it, word for word.
+the serial pass records the worker's error for it, word for word. The workers' progress
+(epochs, compression steps) reaches the runner's ``progress`` as each task finishes.
 
 Example:
     >>> from edgesmith.executor import make_executor  # doctest: +SKIP
@@ -21,18 +22,29 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.cache import StageCache
+from edgesmith.core.progress import ProgressEvent
 from edgesmith.core.tables import BASELINE_RECIPE
-from edgesmith.executor import Executor, Task, run_graph
+from edgesmith.executor import Executor, Task, run_graph, task_progress
 from edgesmith.plan import Plan
 
 
 def build_stage(
     plan: Plan, cache_root: str, store: Any, method: str, args: tuple[Any, ...]
 ) -> str | None:
-    """In a worker: build one entry with ``PlanRunner.<method>(*args)``; its error or None."""
-    from edgesmith.plan_runner import PlanRunner, _describe
+    """In a worker: build one entry with ``PlanRunner.<method>(*args)``; its error or None.
 
-    runner = PlanRunner(plan, StageCache(cache_root), store)
+    The build's progress (training epochs, compression steps) goes back to the caller; the
+    worker's own "stage: entry" messages do not: the caller said so when it sent the task.
+    """
+    from edgesmith.plan_runner import TASK, PlanRunner, _describe
+
+    forward = task_progress()
+
+    def progress(event: ProgressEvent) -> None:
+        if forward is not None and event.task != TASK:
+            forward(event)
+
+    runner = PlanRunner(plan, StageCache(cache_root), store, progress)
     try:
         getattr(runner, method)(*args)
     except Exception as exc:
@@ -44,7 +56,7 @@ def prefetch(runner: Any, executor: Executor) -> None:
     """Build every train, compress, evalset and convert entry of ``runner.plan`` on
     ``executor``; failures go to ``runner.failures`` for the serial pass to report."""
     graph = _PlanGraph(runner)
-    run_graph(executor, graph.models())
+    run_graph(executor, graph.models(), progress=runner.progress)
 
 
 class _PlanGraph:

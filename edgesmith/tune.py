@@ -268,7 +268,9 @@ class _Search:
                     ProgressEvent(TASK, f"trial {trial.number}: {job.recipe_name} -> {job.target}")
                 )
             built = run_graph(
-                self.executor, [Task(_numbered, (i, j)) for i, (_, j) in enumerate(batch)]
+                self.executor,
+                [Task(_numbered, (i, j)) for i, (_, j) in enumerate(batch)],
+                progress=self.report,
             )
             by_index = dict(built)
             for index, (trial, job) in enumerate(batch):  # benchmarks one at a time

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import sys
 from functools import lru_cache
 from typing import Any
@@ -126,8 +127,31 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def ray_placement() -> dict[str, str]:
+    """The Ray node (id and hostname) when this process is a Ray worker running a task; else {}.
+
+    Ray is never imported here: a process that runs Ray tasks has imported it already, and
+    one that has not is not a Ray worker.
+
+    Example:
+        >>> ray_placement()  # in a process that is not a Ray worker
+        {}
+    """
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    try:
+        context = ray.get_runtime_context()
+        if context.worker.mode != ray.WORKER_MODE:  # the driver, not a worker
+            return {}
+        return {"ray_node_id": context.get_node_id(), "hostname": socket.gethostname()}
+    except Exception:  # a Ray without this API: where it ran is not worth a failed stage
+        return {}
+
+
 def environment(**extra: Any) -> dict[str, Any]:
-    """The machine, CPU (model and instruction-set features), OS and library versions, plus ``extra``."""
+    """The machine, CPU (model and instruction-set features), OS and library versions, plus
+    ``extra`` (and the Ray node, in a Ray task)."""
     return {
         "machine": platform.machine(),
         "cpu": cpu_model(),
@@ -137,5 +161,6 @@ def environment(**extra: Any) -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "libraries": library_versions(*RUNTIME_PACKAGES),
+        **ray_placement(),
         **extra,
     }

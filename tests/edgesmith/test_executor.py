@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.executor import SerialExecutor, Task, make_executor, run_graph
+from edgesmith.core.progress import ProgressEvent
+from edgesmith.executor import SerialExecutor, Task, make_executor, run_graph, task_progress
 from edgesmith.plan import Plan
 from edgesmith.plan_runner import run_plan
 from tests.edgesmith import test_plan_runner
@@ -47,6 +48,41 @@ def test_run_graph_follows_the_continuations_and_reports_errors():
     assert seen == [(3, None), (None, "TypeError")]
 
 
+def _count(n: int) -> int:
+    import os
+
+    report = task_progress()
+    for i in range(n):
+        report(ProgressEvent("count", "step", done=i + 1, total=n, fields={"pid": os.getpid()}))
+    if n == 0:
+        raise ValueError("nothing to count")
+    return n
+
+
+def test_events_of_tasks_in_workers_reach_the_caller():
+    import os
+
+    events, seen = [], []
+
+    def then(value, error):
+        seen.append((value, type(error).__name__ if error else None))
+        return []
+
+    with make_executor("local", workers=2) as executor:
+        tasks = [Task(_count, (2,)), Task(_count, (3,)), Task(_count, (0,), then)]
+        results = run_graph(executor, tasks, progress=events.append)
+    assert sorted(results) == [2, 3] and seen == [(None, "ValueError")]
+    # Each task's events arrive whole and in its order, from the worker that ran it.
+    by_total = {}
+    for event in events:
+        by_total.setdefault(event.total, []).append(event)
+    assert sorted(by_total) == [2, 3]
+    for total, mine in by_total.items():
+        assert [e.done for e in mine] == list(range(1, total + 1))
+        assert {e.fields["pid"] for e in mine} != {os.getpid()}
+    assert task_progress() is None  # outside a task there is nothing to report to
+
+
 def test_local_pool_runs_tasks_in_other_processes():
     import os
 
@@ -64,9 +100,11 @@ def test_bad_executor_settings_are_clear_errors():
     assert not make_executor("local", workers=1).parallel  # one worker is the serial path
 
 
-def _run(kind, tiny_store, out, **options):
+def _run(kind, tiny_store, out, progress=None, **options):
     with make_executor(kind, **options) as executor:
-        return run_plan(Plan.from_dict(PLAN), out=out, store=tiny_store, executor=executor)
+        return run_plan(
+            Plan.from_dict(PLAN), out=out, store=tiny_store, executor=executor, progress=progress
+        )
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +115,18 @@ def serial_run(tiny_store, tmp_path_factory):
 
 def test_parallel_run_gives_the_serial_records(serial_run, tiny_store, tmp_path):
     out, serial = serial_run
-    parallel = _run("local", tiny_store, tmp_path, workers=2)
+    events = []
+    parallel = _run("local", tiny_store, tmp_path, progress=events.append, workers=2)
     assert parallel.computed == serial.computed
     assert _stable(parallel.records, tmp_path) == _stable(serial.records, out)
     # The broken recipe failed in a worker and is recorded with the same error.
     broken = [r for r in parallel.records if r.recipe == "broken"]
     assert broken and all(r.error for r in broken)
+    # The fine-tuning ran in a worker; its epochs still reached this callback, and each
+    # stage was announced once (by this process, not again by the worker).
+    assert [e for e in events if e.message == "epoch" and "val_accuracy" in e.fields]
+    stages = [e.message for e in events if e.task == "edgesmith run"]
+    assert stages.count("compress: cnn-digits prune50") == 1
 
 
 @pytest.mark.slow
