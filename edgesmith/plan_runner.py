@@ -83,8 +83,8 @@ def run_plan(
     """Run every variant of ``plan`` and write the report into ``out``.
 
     ``progress`` receives a message for each stage entry that is computed (not cached)
-    and the training progress of the zoo and compress stages (of this process: workers'
-    epochs are not shown); without it nothing is shown. ``executor``
+    and the training progress of the zoo and compress stages (a worker's events arrive
+    when its task ends); without it nothing is shown. ``executor``
     (:func:`edgesmith.executor.make_executor`) builds independent entries in parallel;
     None runs everything here, one entry at a time.
     """

@@ -77,24 +77,41 @@ class TrialJob:
 def trial_stages(job: TrialJob) -> dict[str, Any]:
     """In a worker: compress, convert and export the validation split for one trial.
 
-    Returns ``{"convert", "key", "evalset", "epochs"}``, or ``{"pruned", "epochs"}``, or
+    Returns ``{"convert", "key", "evalset", "epochs", "reference"}``, or ``{"pruned", "epochs"}``, or
     ``{"error", "epochs"}``: nothing is raised, so every executor returns the same.
     """
     from edgesmith.cache import StageCache
+    from edgesmith.executor import task_progress
     from edgesmith.plan_runner import PlanRunner, _describe
 
     watch = AccuracyWatch(job.floor, job.warmup)
-    runner = PlanRunner(job.plan, StageCache(job.cache_root), job.store, progress=watch)
+    forward = task_progress()
+
+    def progress(event: ProgressEvent) -> None:
+        if forward is not None:
+            forward(event)  # to the caller first: the pruner may stop the trial here
+        watch(event)
+
+    runner = PlanRunner(job.plan, StageCache(job.cache_root), job.store, progress=progress)
     try:
         parent = runner.train(job.plan.models[0])
         model = runner.compress(parent, job.recipe_name, job.recipe)
-        folder, key = runner.convert(model, Target.parse(job.target))
+        target = Target.parse(job.target)
+        folder, key = runner.convert(model, target)
+        # The float32 file of the same format, timed beside this one (plan bench.paired).
+        reference = runner.reference(parent, model, target)
         evalset = runner.evalset(model, "val")
     except TrialStopped as stop:
         return {"pruned": True, "epochs": stop.values}
     except Exception as exc:
         return {"error": _describe(exc), "epochs": watch.values}
-    return {"convert": str(folder), "key": key, "evalset": str(evalset), "epochs": watch.values}
+    return {
+        "convert": str(folder),
+        "key": key,
+        "evalset": str(evalset),
+        "epochs": watch.values,
+        "reference": [str(reference[0]), reference[1]] if reference else None,
+    }
 
 
 def measure_trial(runner: Any, job: TrialJob, built: dict[str, Any], split: str = "val") -> Any:
@@ -110,8 +127,17 @@ def measure_trial(runner: Any, job: TrialJob, built: dict[str, Any], split: str 
     if converted.error:
         return converted
     backend = job.plan.backends[0]
+    pair = built.get("reference")
+    reference = (Path(pair[0]), pair[1]) if pair else None
     record = runner.measure(
-        converted, folder, built["key"], backend, Path(built["evalset"]), DeviceSpec(), split
+        converted,
+        folder,
+        built["key"],
+        backend,
+        Path(built["evalset"]),
+        DeviceSpec(),
+        split,
+        reference,
     )
     return record.updated(split=split)
 

@@ -127,6 +127,13 @@ def test_tune_writes_the_contract(tuned):
     assert best["validation_accuracy"] >= written["reference_accuracy"]["validation"] - 0.05
     assert (out / "study.db").is_file() and (out / "report.md").is_file()
     assert sum(result["trials"].values()) == 2
+    # Quantized trials were timed beside the float32 file of their format.
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    quantized = [r for r in records if r["quant"] != "none" and r["error"] is None]
+    assert quantized  # the seeded sampler picks an int8 target
+    for record in quantized:
+        assert record["paired"]["reference"].endswith("." + record["format"]), record["paired"]
+        assert record["paired"]["speedup"] > 0
 
 
 def test_more_trials_extend_the_same_study(tuned, tiny_store):
