@@ -98,3 +98,30 @@ def test_the_training_loop_restores_the_best_validation_epoch():
     assert history["kept_epoch"] == [best]
     assert evaluate_model(model, data, "val")["accuracy"] == pytest.approx(scores[best], abs=1e-6)
     assert train_loop(model, data, epochs=0, learning_rate=1e-3, batch_size=64) == {}
+
+
+def test_train_loop_traces_its_training_step_once():
+    """Optimizer slots and metric trackers exist before fit: no second trace to create them."""
+    from edgesmith.zoo.datasets import DatasetSplits
+    from edgesmith.zoo.tfkeras import keras
+    from edgesmith.zoo.train import train_loop
+
+    k = keras()
+    inputs = k.Input((6,))
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax")(inputs))
+    traces = []
+    step = model.train_step
+
+    def counted(data):
+        traces.append(1)  # the body runs once per trace, not per batch
+        return step(data)
+
+    model.train_step = counted
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 3, size=40)
+    data = DatasetSplits(
+        "toy", "classification", x, y, x[:8], y[:8], x[:8], y[:8], ("a", "b", "c"), {}
+    )
+    history = train_loop(model, data, epochs=2, learning_rate=1e-2, batch_size=8, task="train")
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+    assert len(traces) == 1
