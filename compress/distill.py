@@ -1,12 +1,8 @@
 """Knowledge distillation: a student learns from hard labels and the teacher's softened logits.
 
-The loss is ``alpha * CE(labels, student) + (1 - alpha) * T**2 * KL(softmax(t/T) || softmax(s/T))``
-on the pre-activation outputs of both models (Hinton et al., 2015), found in any
-single-output classifier by :func:`teacher_head` (the zoo's ``logits`` Dense + Softmax, a
-last layer with ``activation="softmax"``, a Softmax layer, a model that outputs logits).
-A binary model (one sigmoid unit or logit) distils in binary form: ``alpha *
-BCE(labels, student) + (1 - alpha) * T**2 * KL(sigmoid(zt/T) || sigmoid(zs/T))``. The
-teacher is frozen, so its logits are computed once for the training set.
+The loss and the reading of any classifier's logits are in
+:mod:`~edgesmith.compress.teacher` (``alpha * CE + (1 - alpha) * T**2 * KL`` on the
+pre-activation outputs, Hinton et al., 2015); this module picks the student and the teacher.
 
 The student is a zoo architecture (``student=NAME``, built for the teacher's data with
 ``width=``/``depth=``), of the same family or another one (a Transformer teacher can
@@ -16,6 +12,14 @@ copy of its Keras architecture with fresh weights that ends like the teacher
 (:mod:`~edgesmith.compress.student`). With ``baseline`` (the default) the same student
 is also trained from scratch, same initial weights and budget, so the step reports a
 measured comparison rather than a claim.
+
+``student=input`` keeps the model coming into the step, weights and architecture, and
+fine-tunes it against the teacher: with ``teacher=original`` (the recipe's model before
+its first step) ``prune:structure=channels+distill:student=input,teacher=original``
+fine-tunes the pruned model with the unpruned one as teacher. Its budget is the automatic
+one of pruning (:func:`~edgesmith.compress.finetune.resolve_budget`, stopping once
+validation accuracy is back within reach of the teacher's); ``baseline`` then fine-tunes
+the same input on the labels alone, same budget, and reports it as ``no_teacher_accuracy``.
 
 Defaults (``temperature=2``, ``alpha=0.9``) come from measurements on the zoo's small
 students (benchmarks/distill_table.py, ../shared/data): Hinton's ``T=4, alpha=0.5`` made a
@@ -29,30 +33,52 @@ Example:
     >>> from edgesmith.compress.distill import DistillConfig
     >>> DistillConfig(student="dscnn-kws", width=0.5, temperature=4).to_text()
     'distill:student=dscnn-kws,temperature=4'
+    >>> DistillConfig(student="input", teacher="original").to_text()
+    'distill:student=input,teacher=original'
     >>> # student = run(teacher, data, DistillConfig(student="dscnn-kws")).model
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
-
-import numpy as np
 
 from edgesmith.compress.step import (
     Architecture,
     StepConfig,
     StepContext,
     StepResult,
+    check_choice,
     check_finetune,
     check_range,
 )
 from edgesmith.compress.student import clone_student, relayout, student_builder
+from edgesmith.compress.teacher import (
+    Head,
+    TeacherLogits,
+    distillation_loss,
+    logits_model,
+    teacher_head,
+    teacher_logits,
+    train_with_teacher,
+)
 from edgesmith.core.errors import ConfigError
 from edgesmith.zoo.datasets import DatasetSplits
 from edgesmith.zoo.registry import RECURRENT_LAYERS
 
+__all__ = [
+    "DistillConfig",
+    "Head",
+    "TeacherLogits",
+    "distillation_loss",
+    "logits_model",
+    "run",
+    "teacher_head",
+]
+
 RECURRENT_CLIPNORM = 1.0
+INPUT = "input"  # student=input: the model coming into the step is the student
+TEACHERS = ("input", "original")  # the step's input model, or the recipe's first model
 
 
 @dataclass(frozen=True)
@@ -61,7 +87,10 @@ class DistillConfig(StepConfig):
 
     Attributes:
         student: zoo model name whose architecture the student takes (``""``: the
-            teacher's own architecture, a copy of it for a model of one's own).
+            teacher's own architecture, a copy of it for a model of one's own), or
+            ``input``: the model coming into the step itself, weights and all, fine-tuned.
+        teacher: ``input`` (the model coming into the step) or ``original`` (the recipe's
+            model before its first step, for example the unpruned one).
         width: the student's width relative to its zoo model's (0.5: half the channels
             and units of ``student``, or of the teacher when ``student`` is empty).
         depth: number of blocks of the student (None: the architecture's default); zoo
@@ -70,8 +99,10 @@ class DistillConfig(StepConfig):
         alpha: weight of the hard-label loss, in [0, 1]; ``1 - alpha`` weighs the teacher.
         epochs, learning_rate, batch_size: the student's training budget (None: the
             student zoo model's own training settings; 10 epochs at 2e-3 and the
-            teacher's batch size for a copy of a model of one's own).
-        baseline: also train the student from scratch with the same budget and report it.
+            teacher's batch size for a copy of a model of one's own; with
+            ``student=input`` the automatic fine-tuning budget of pruning).
+        baseline: also train the student without the teacher, same budget, and report it
+            (from scratch; with ``student=input``, the input fine-tuned on labels alone).
         keep_best: end each training with the weights of its best validation epoch (as
             zoo training does), for the distilled student and the baseline alike.
     """
@@ -88,9 +119,10 @@ class DistillConfig(StepConfig):
     batch_size: int | None = None
     baseline: bool = True
     keep_best: bool = True
+    teacher: str = "input"
 
     def validate(self) -> None:
-        if self.student:
+        if self.student and self.student != INPUT:
             from edgesmith.zoo.registry import get_spec
 
             try:
@@ -98,9 +130,10 @@ class DistillConfig(StepConfig):
             except ConfigError as exc:
                 raise ConfigError(
                     f"distill: student={self.student!r} is not a zoo model",
-                    expected=exc.expected,
+                    expected=f"{exc.expected}; or student=input (the step's input model)",
                     fix=exc.fix,
                 ) from None
+        check_choice("distill", "teacher", self.teacher, TEACHERS)
         check_range("distill", "width", self.width, low=0.0, high=4.0, low_open=True, example="0.5")
         check_range("distill", "depth", self.depth, low=1, high=64, example="2")
         check_range(
@@ -123,6 +156,33 @@ class DistillConfig(StepConfig):
             example="0.5",
         )
         check_finetune("distill", self.epochs, self.learning_rate, self.batch_size, min_epochs=1)
+        if self.student == INPUT:
+            self._validate_input_student()
+
+    def _validate_input_student(self) -> None:
+        if self.teacher == INPUT:
+            raise ConfigError(
+                "distill: student=input with teacher=input (the model would teach itself)",
+                expected="teacher=original: the recipe's model before its first step teaches "
+                "the step's input",
+                fix="add teacher=original, for example "
+                "prune:structure=channels+distill:student=input,teacher=original",
+            )
+        given = [n for n in ("width", "depth") if getattr(self, n) != _DEFAULTS[n]]
+        if given:
+            raise ConfigError(
+                f"distill: {given[0]}={getattr(self, given[0])} with student=input",
+                expected="no width=/depth=: student=input keeps the input model's architecture",
+                fix=f"drop {given[0]}=, or name a student architecture with student=NAME",
+            )
+
+    @property
+    def input_student(self) -> bool:
+        """Whether the step fine-tunes its input model instead of building a student."""
+        return self.student == INPUT
+
+
+_DEFAULTS = {"width": 0.5, "depth": None}
 
 
 def run(
@@ -131,17 +191,20 @@ def run(
     config: DistillConfig,
     context: StepContext | None = None,
 ) -> StepResult:
-    """The student trained by distillation from ``model`` (the teacher, left unchanged).
+    """The student trained by distillation from the teacher (``model`` is left unchanged).
 
-    ``context.builder`` is the teacher's architecture (its card's ``builder`` plus
-    ``layout``), used when ``config.student`` is empty; without an ``arch`` in it (a
-    model of one's own) the student is a width-scaled copy of ``model``'s architecture.
-    The result carries the student's architecture and the data in its layout; its
-    details hold the student's name, the budget, the teacher's accuracy, both models'
-    parameter counts, the student's output kind, how the teacher's logits were read, for
-    a copy each layer's width before and after (``widths``) and why some were kept
-    (``unscaled``), and, with ``baseline``, the accuracy of the same student trained
-    from scratch.
+    The teacher is ``model`` (``teacher=input``) or ``context.original_model``
+    (``teacher=original``), reading the data in its own layout. ``context.builder`` is
+    the input's architecture (its card's ``builder`` plus ``layout``;
+    ``context.original_builder`` the original's), used when ``config.student`` is empty;
+    without an ``arch`` in it (a model of one's own) the student is a width-scaled copy of
+    the teacher's architecture. With ``student=input`` the student is a copy of ``model``
+    (see :func:`fine_tune_input`). The result carries the student's architecture and the
+    data in its layout; its details hold which student and teacher were used, the budget,
+    the teacher's accuracy, both models' parameter counts, the student's output kind, how
+    the teacher's logits were read, for a copy each layer's width before and after
+    (``widths``) and why some were kept (``unscaled``), and, with ``baseline``, the
+    accuracy of the same student trained from scratch.
 
     Example:
         >>> from edgesmith.compress import distill  # doctest: +SKIP
@@ -153,68 +216,61 @@ def run(
     from edgesmith.zoo.train import evaluate_model, output_kind, train_loop
 
     context = context or StepContext()
+    teacher, teacher_data, teacher_builder = _teacher(model, data, config, context)
+    if config.input_student:
+        return fine_tune_input(model, data, config, context, teacher, teacher_data)
     seed = context.seed
-    teacher_builder = dict(context.builder) if context.builder else None
     clone = None
     if config.student or (teacher_builder and "arch" in teacher_builder):
-        student_spec, build = student_builder(config, data, teacher_builder)
+        student_spec, build = student_builder(config, teacher_data, teacher_builder)
     else:
-        student_spec, clone = clone_student(model, data, config, context)
+        teacher_context = replace(context, builder=teacher_builder)
+        student_spec, clone = clone_student(teacher, teacher_data, config, teacher_context)
         build = clone.build
-    student_data = relayout(data, student_spec["layout"])
+    student_data = relayout(teacher_data, student_spec["layout"])
     epochs = config.epochs or student_spec["train"]["epochs"]
     learning_rate = config.learning_rate or student_spec["train"]["learning_rate"]
     batch_size = config.batch_size or student_spec["train"]["batch_size"]
 
-    teacher = teacher_head(model)
-    soft_train = np.asarray(teacher.model.predict(data.x_train, batch_size=256, verbose=0))
-    soft_val = np.asarray(teacher.model.predict(data.x_val, batch_size=256, verbose=0))
-
+    logits = teacher_logits(teacher, teacher_data)
     set_seed(seed)
     student = build()
     initial = student.get_weights()
     # An LSTM student trained from scratch without a cap on the gradient norm is unstable
     # here: lstm-kws x0.5 from its own teacher reached 91.0% (96.7% with the cap); both the
     # distilled and the scratch student get the same cap.
-    recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in student.layers)
-    clipnorm = RECURRENT_CLIPNORM if recurrent else None
-    head = teacher_head(student)
-    binary = _match_heads(teacher, head, model, student)
-    if teacher.binary and not binary:  # a two-class student of a one-unit teacher
-        soft_train, soft_val = _two_class(soft_train), _two_class(soft_val)
-    history = train_loop(
-        head.model,
+    clipnorm = _clipnorm(student)
+    budget = {
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "decay_floor": DECAY_FLOOR,
+        "seed": seed,
+        "progress": context.progress,
+        "keep_best_from": 0 if config.keep_best else None,
+        "clipnorm": clipnorm,
+    }
+    history = train_with_teacher(
+        student,
+        logits,
         student_data,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        decay_floor=DECAY_FLOOR,
+        temperature=config.temperature,
+        alpha=config.alpha,
         task=f"distill into {student_spec['name']}",
-        seed=seed,
-        progress=context.progress,
-        loss=distillation_loss(config.temperature, config.alpha, binary=binary),
-        metrics=[_label_accuracy(binary), _soft_loss(config.temperature, binary)],
-        y_train=_pack(data.y_train, soft_train),
-        y_val=_pack(data.y_val, soft_val),
-        keep_best_from=0 if config.keep_best else None,
-        clipnorm=clipnorm,
+        **budget,
     )
-    head.sync()  # the trained linear twin's weights go back into the student's last layer
     details: dict[str, Any] = {
         "layout": student_spec["layout"],
         "builder": student_spec["builder"],
         "student": student_spec["name"],
-        "budget": {
-            "epochs": epochs,
-            "learning_rate": learning_rate,
-            "batch_size": batch_size,
-            "clipnorm": clipnorm,
-        },
-        "teacher_accuracy": float(evaluate_model(model, data)["accuracy"]),
-        "teacher_params": int(model.count_params()),
+        "teacher": config.teacher,
+        "teacher_model": _teacher_name(teacher, config, context),
+        "budget": {k: budget[k] for k in ("epochs", "learning_rate", "batch_size", "clipnorm")},
+        "teacher_accuracy": float(evaluate_model(teacher, teacher_data)["accuracy"]),
+        "teacher_params": int(teacher.count_params()),
         "student_params": int(student.count_params()),
         "output": output_kind(student),
-        "teacher_logits": teacher.how,
+        "teacher_logits": logits.head.how,
         "scratch_accuracy": None,
     }
     if clone is not None:
@@ -225,17 +281,7 @@ def run(
         scratch = build()
         scratch.set_weights(initial)  # the same starting point as the distilled student
         scratch_history = train_loop(
-            scratch,
-            student_data,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            decay_floor=DECAY_FLOOR,
-            task=f"{student_spec['name']} from scratch",
-            seed=seed,
-            progress=context.progress,
-            keep_best_from=0 if config.keep_best else None,
-            clipnorm=clipnorm,
+            scratch, student_data, task=f"{student_spec['name']} from scratch", **budget
         )
         details["scratch_accuracy"] = float(evaluate_model(scratch, student_data)["accuracy"])
         details["scratch_history"] = scratch_history
@@ -254,285 +300,148 @@ def run(
     )
 
 
-def distillation_loss(temperature: float, alpha: float, *, binary: bool = False) -> Any:
-    """Keras loss on ``y_true = [label, teacher logits...]`` and the student's logits.
+def fine_tune_input(
+    model: Any,
+    data: DatasetSplits,
+    config: DistillConfig,
+    context: StepContext,
+    teacher: Any,
+    teacher_data: DatasetSplits,
+) -> StepResult:
+    """A copy of ``model`` fine-tuned on the labels and ``teacher``'s softened logits.
 
-    With ``binary`` (one logit per sample, the models end in one sigmoid unit) the soft
-    term compares ``sigmoid(z / T)`` of teacher and student: their binary cross-entropy
-    less the teacher's own entropy (a constant: the same gradients, and zero when the
-    student matches the teacher, as the KL divergence of the categorical form).
+    The architecture, the data layout and every weight the fine-tuning starts from are
+    ``model``'s; zeros an earlier pruning step left stay zero. The budget is automatic
+    unless ``epochs``/``learning_rate`` are given: the input's training rate, at most its
+    training epochs, stopping once validation accuracy is back within reach of the
+    teacher's (:func:`~edgesmith.compress.finetune.recovery_stop`).
+
+    Example:
+        >>> config = DistillConfig(student="input", teacher="original")  # doctest: +SKIP
+        >>> context = StepContext(original_model=unpruned)  # doctest: +SKIP
+        >>> tuned = run(pruned, data, config, context).model  # doctest: +SKIP
     """
-    from edgesmith.zoo.tfkeras import tf
+    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, recovery_stop, resolve_budget
+    from edgesmith.compress.prune_channels import layer_widths
+    from edgesmith.compress.wrapping import copy_model
+    from edgesmith.zoo.train import evaluate_model, output_kind, train_loop
 
-    t = tf()
+    batch_size = config.batch_size or context.batch_size
+    budget = resolve_budget(
+        config.epochs,
+        config.learning_rate,
+        train_samples=len(data.y_train),
+        batch_size=batch_size,
+        builder=context.builder,
+    )
+    reference = (
+        evaluate_model(teacher, teacher_data, "val")["accuracy"] if len(data.y_val) else None
+    )
+    logits = teacher_logits(teacher, teacher_data)
+    clipnorm = _clipnorm(model)
 
-    def loss(y_true: Any, student_logits: Any) -> Any:
-        teacher = y_true[:, 1:]
-        if binary:
-            labels = y_true[:, :1]
-            hard = t.reduce_mean(
-                t.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=student_logits),
-                axis=-1,
+    def fine_tune(with_teacher: bool) -> tuple[Any, dict[str, list[float]], Any]:
+        student = copy_model(model)  # the input (maybe the teacher itself) stays unchanged
+        callbacks = keep_zeros(student, skip=set())
+        stop = None
+        if budget.automatic:
+            stop = recovery_stop(
+                reference, first_epoch=0, cap=budget.epochs, val_samples=len(data.y_val)
             )
-            soft = _binary_kl(t, teacher, student_logits, temperature)
+            callbacks.append(stop)
+        loop = {
+            "epochs": budget.epochs,
+            "learning_rate": budget.learning_rate,
+            "batch_size": batch_size,
+            "decay_floor": DECAY_FLOOR,
+            "seed": context.seed,
+            "progress": context.progress,
+            "callbacks": callbacks,
+            "keep_best_from": 0 if config.keep_best else None,
+            "clipnorm": clipnorm,
+        }
+        if with_teacher:
+            history = train_with_teacher(
+                student,
+                logits,
+                data,
+                temperature=config.temperature,
+                alpha=config.alpha,
+                task="distill into the input model",
+                **loop,
+            )
         else:
-            labels = t.cast(y_true[:, 0], t.int32)
-            hard = t.keras.losses.sparse_categorical_crossentropy(
-                labels, student_logits, from_logits=True
-            )
-            soft = _kl(t, teacher, student_logits, temperature)
-        return alpha * hard + (1.0 - alpha) * temperature**2 * soft
+            history = train_loop(student, data, task="fine-tune without teacher", **loop)
+        return student, history, stop
 
-    return loss
-
-
-def _kl(t: Any, teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
-    p = t.nn.softmax(teacher_logits / temperature, axis=-1)
-    log_p = t.nn.log_softmax(teacher_logits / temperature, axis=-1)
-    log_q = t.nn.log_softmax(student_logits / temperature, axis=-1)
-    return t.reduce_sum(p * (log_p - log_q), axis=-1)
-
-
-def _binary_kl(t: Any, teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
-    """KL(Bernoulli(sigmoid(zt/T)) || Bernoulli(sigmoid(zs/T))), from the logits (stable)."""
-    zt, zs = teacher_logits / temperature, student_logits / temperature
-    p = t.sigmoid(zt)
-    cross = t.nn.sigmoid_cross_entropy_with_logits(labels=p, logits=zs)
-    entropy = t.nn.sigmoid_cross_entropy_with_logits(labels=p, logits=zt)
-    return t.reduce_mean(cross - entropy, axis=-1)
-
-
-def _label_accuracy(binary: bool = False) -> Any:
-    from edgesmith.zoo.tfkeras import tf
-
-    t = tf()
-
-    def accuracy(y_true: Any, student_logits: Any) -> Any:
-        if binary:  # a logit >= 0 is class 1
-            guess = t.cast(student_logits[:, 0] >= 0.0, t.float32)
-            return t.cast(t.equal(guess, y_true[:, 0]), t.float32)
-        labels = t.cast(y_true[:, 0], t.int64)
-        return t.cast(t.equal(t.argmax(student_logits, axis=-1), labels), t.float32)
-
-    return accuracy
+    student, history, stop = fine_tune(with_teacher=True)
+    details: dict[str, Any] = {
+        "student": INPUT,
+        "student_model": model.name,
+        "teacher": config.teacher,
+        "teacher_model": _teacher_name(teacher, config, context),
+        "budget": {
+            **budget.to_dict(),
+            "batch_size": batch_size,
+            "clipnorm": clipnorm,
+            **(stop.outcome() if stop else {}),
+        },
+        "input_accuracy": float(evaluate_model(model, data)["accuracy"]),
+        "teacher_accuracy": float(evaluate_model(teacher, teacher_data)["accuracy"]),
+        "teacher_params": int(teacher.count_params()),
+        "student_params": int(student.count_params()),
+        "output": output_kind(student),
+        "teacher_logits": logits.head.how,
+        "widths": layer_widths(student),
+        "scratch_accuracy": None,
+        "no_teacher_accuracy": None,
+    }
+    if config.baseline:
+        plain, plain_history, _ = fine_tune(with_teacher=False)
+        details["no_teacher_accuracy"] = float(evaluate_model(plain, data)["accuracy"])
+        details["no_teacher_history"] = plain_history
+    # Fine-tuning moved every weight: nothing of the input's clustering is left.
+    return StepResult(student, history, details, clustered=())
 
 
-def _soft_loss(temperature: float, binary: bool = False) -> Any:
-    """The teacher term alone (KL at the temperature), logged as ``soft_loss``."""
-    from edgesmith.zoo.tfkeras import tf
-
-    t = tf()
-
-    def soft_loss(y_true: Any, student_logits: Any) -> Any:
-        if binary:
-            return _binary_kl(t, y_true[:, 1:], student_logits, temperature)
-        return _kl(t, y_true[:, 1:], student_logits, temperature)
-
-    return soft_loss
-
-
-def _pack(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    return np.concatenate([labels.reshape(-1, 1).astype(np.float32), logits], axis=1)
-
-
-def _two_class(logits: np.ndarray) -> np.ndarray:
-    """One binary logit z as the two class logits [0, z] (the same probabilities)."""
-    return np.concatenate([np.zeros_like(logits), logits], axis=1)
-
-
-def logits_model(model: Any) -> Any:
-    """A model from ``model``'s input to its pre-activation output (shared weights).
-
-    See :func:`teacher_head` for the models it reads.
-
-    Example:
-        >>> from edgesmith.zoo.tfkeras import keras
-        >>> k = keras()
-        >>> inputs = k.Input((4,))
-        >>> model = k.Model(inputs, k.layers.Dense(3, activation="softmax")(inputs))
-        >>> logits_model(model).layers[-1].get_config()["activation"]
-        'linear'
-    """
-    return teacher_head(model).model
-
-
-@dataclass
-class Head:
-    """A classifier's pre-activation output, as a model that distillation trains through.
-
-    Attributes:
-        model: from the classifier's input to its logits (or its one binary logit).
-        binary: one output unit (a sigmoid probability or a logit), not class scores.
-        how: ``output`` (the model outputs logits), ``layer input`` (read before a
-            Softmax/Activation layer), ``linear twin`` (a copy of the last layer without its
-            activation) or ``log-probabilities`` (computed from the outputs, clipped).
-        twin: (the classifier's last layer, its linear twin) for ``linear twin``.
-    """
-
-    model: Any
-    binary: bool
-    how: str
-    twin: tuple[Any, Any] | None = None
-
-    def sync(self) -> None:
-        """Copy the twin's (trained) weights back into the classifier's last layer."""
-        if self.twin is not None:
-            layer, twin = self.twin
-            layer.set_weights(twin.get_weights())
-
-
-def teacher_head(model: Any) -> Head:
-    """The logits of any single-output tf-keras classifier.
-
-    Reads, in order: a model that outputs logits (:func:`~edgesmith.zoo.train.output_kind`
-    ``logits``) as it is; the input of a final ``Softmax`` or ``Activation("softmax"/
-    "sigmoid")`` layer (the zoo's ``logits`` Dense + Softmax among them); a final layer
-    with ``activation="softmax"`` or ``"sigmoid"`` through a linear twin sharing its
-    weights (copied; :meth:`Head.sync` copies them back after training); else (a layer
-    inside a quantization wrapper) the log of the clipped probabilities, which give the
-    same softened distribution. Pass-through layers after the activation (Dropout,
-    Flatten, Reshape) are applied to the logits too. One output unit is a binary logit.
-
-    Example:
-        >>> from edgesmith.zoo.tfkeras import keras
-        >>> k = keras()
-        >>> inputs = k.Input((4,))
-        >>> model = k.Model(inputs, k.layers.Dense(1, activation="sigmoid")(inputs))
-        >>> head = teacher_head(model)
-        >>> head.binary, head.how, head.model.output_shape
-        (True, 'linear twin', (None, 1))
-    """
-    from edgesmith.zoo.train import output_kind
-
-    if len(getattr(model, "outputs", None) or []) != 1:
+def _teacher(
+    model: Any, data: DatasetSplits, config: DistillConfig, context: StepContext
+) -> tuple[Any, DatasetSplits, dict[str, Any] | None]:
+    """The teacher, the data in its layout, and its architecture (card builder + layout)."""
+    if config.teacher == INPUT:
+        return model, data, dict(context.builder) if context.builder else None
+    if context.original_model is None:
         raise ConfigError(
-            f"model {model.name!r} has {len(model.outputs or [])} outputs",
-            expected="a classifier with one output (class scores, or one sigmoid unit or logit)",
-            fix="distill a model of one output",
+            "distill: teacher=original, but the step was given no original model",
+            expected="the recipe's model before its first step, as StepContext(original_model=)",
+            fix="run the step in a recipe (edgesmith compress), or pass the original model "
+            "in the step's context",
         )
-    units = int(model.output_shape[-1])
-    kind = output_kind(model)
-    if kind == "logits":
-        _refuse_multilabel(model, units)
-        return Head(model, units == 1, "output")
-    found = _activation_head(model)
-    if found is not None:
-        return Head(found[0], units == 1, found[1], found[2])
-    for name in ("logits", "quant_logits"):  # the zoo's (quantized) logits layer
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
-            continue
-        return Head(_model_of(model, layer.output), units == 1, "layer input")
-    return Head(_log_probabilities(model, kind), units == 1, "log-probabilities")
-
-
-def _refuse_multilabel(model: Any, units: int) -> None:
-    layer = _last_layer(model)
-    activation = getattr(getattr(layer, "activation", None), "__name__", "")
-    if units > 1 and activation == "sigmoid":
+    original = context.original_model
+    builder = dict(context.original_builder) if context.original_builder else None
+    layout = (builder or {}).get("layout")
+    teacher_data = relayout(data, layout) if layout else data
+    expected = tuple(original.input_shape[1:])
+    given = tuple(teacher_data.x_train.shape[1:])
+    if len(expected) != len(given) or any(
+        e not in (None, g) for e, g in zip(expected, given, strict=True)
+    ):
         raise ConfigError(
-            f"model {model.name!r} ends in {units} sigmoid units (multi-label)",
-            expected="a classifier of one class per sample: softmax class scores, logits, "
-            "or one sigmoid unit",
-            fix="distill a single-label classifier",
+            f"distill: teacher=original reads samples of shape {expected}; the data of this "
+            f"step has samples of shape {given}",
+            expected="a step input that reads the data as the original model does",
+            fix="distill from teacher=input, or put this step before the step that changed "
+            "the data layout",
         )
+    return original, teacher_data, builder
 
 
-_PASS_THROUGH = frozenset(
-    {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape"}
-)
+def _teacher_name(teacher: Any, config: DistillConfig, context: StepContext) -> str:
+    if config.teacher == "original" and context.model_name:
+        return context.model_name
+    return str(teacher.name)
 
 
-def _activation_head(model: Any) -> tuple[Any, str, tuple[Any, Any] | None] | None:
-    """(logits model, how, twin) from the layer that applies the final activation.
-
-    Follows the model's own nodes from its output tensor back (not ``layer.input``: a
-    layer called again elsewhere, by an earlier head among others, has several inputs).
-    """
-    trail: list[Any] = []  # pass-through layers after the activation, last first
-    tensor = model.outputs[0]
-    for _ in range(100):
-        layer, inputs = _producer(tensor)
-        if layer is None or len(inputs) != 1:
-            return None
-        inner = layer
-        while hasattr(inner, "layer") and not isinstance(inner.layer, str):
-            inner = inner.layer  # tfmot wrappers
-        name = type(inner).__name__
-        activation = getattr(getattr(inner, "activation", None), "__name__", "")
-        if name == "Softmax" or (name == "Activation" and activation in ("softmax", "sigmoid")):
-            return _model_of(model, inputs[0], trail), "layer input", None
-        if activation in ("softmax", "sigmoid"):
-            if inner is not layer:
-                return None  # a wrapper's activation is not the layer's config: no exact twin
-            config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_linear"}
-            twin = type(layer).from_config(config)
-            logits = twin(inputs[0])
-            twin.set_weights(layer.get_weights())
-            return _model_of(model, logits, trail), "linear twin", (layer, twin)
-        if name in _PASS_THROUGH or (name == "Activation" and activation == "linear"):
-            trail.append(layer)
-            tensor = inputs[0]
-            continue
-        return None
-    return None
-
-
-def _producer(tensor: Any) -> tuple[Any, list[Any]]:
-    """The layer that made ``tensor`` and the tensors it was called on (that node's)."""
-    history = getattr(tensor, "_keras_history", None)
-    layer = getattr(history, "layer", None)
-    if layer is None:
-        return None, []
-    node = layer.inbound_nodes[history.node_index]
-    return layer, list(node.keras_inputs)
-
-
-def _last_layer(model: Any) -> Any:
-    return _producer(model.outputs[0])[0] or model.layers[-1]
-
-
-def _model_of(model: Any, logits: Any, trail: list[Any] | None = None) -> Any:
-    """A model from ``model``'s inputs to ``logits`` passed through ``trail`` (last first)."""
-    from edgesmith.zoo.tfkeras import keras
-
-    for layer in reversed(trail or []):
-        logits = layer(logits)
-    return keras().Model(model.inputs, logits, name=f"{model.name}_logits")
-
-
-def _log_probabilities(model: Any, kind: str) -> Any:
-    """Logits recovered from probabilities: log p (softmax) or log(p / (1 - p)) (sigmoid).
-
-    Softmax is unchanged by a constant added to every logit, so log p gives exactly the
-    teacher's softened distribution; clipping only matters for probabilities below 1e-7.
-    """
-    from edgesmith.zoo.tfkeras import keras, tf
-
-    t = tf()
-
-    def recover(p: Any) -> Any:
-        p = t.clip_by_value(p, 1e-7, 1.0 - 1e-7)
-        return t.math.log(p / (1.0 - p)) if kind == "sigmoid" else t.math.log(p)
-
-    logits = keras().layers.Lambda(recover, name="recovered_logits")(model.outputs[0])
-    return keras().Model(model.inputs, logits, name=f"{model.name}_logits")
-
-
-def _match_heads(teacher: Head, student: Head, teacher_model: Any, student_model: Any) -> bool:
-    """Whether the pair distils in binary form; refuse a student of other classes."""
-    t_units = int(teacher.model.output_shape[-1])
-    s_units = int(student.model.output_shape[-1])
-    if teacher.binary and student.binary:
-        return True
-    if teacher.binary and s_units == 2:
-        return False  # the teacher's logit z becomes the class logits [0, z]
-    if t_units != s_units or student.binary:
-        raise ConfigError(
-            f"distill: the teacher {teacher_model.name!r} has {t_units} output units, the "
-            f"student {student_model.name!r} {s_units}",
-            expected="a student of the same classes as its teacher",
-            fix="pick a student trained for the teacher's data",
-        )
-    return False
+def _clipnorm(model: Any) -> float | None:
+    recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in model.layers)
+    return RECURRENT_CLIPNORM if recurrent else None

@@ -70,6 +70,9 @@ class PruneConfig(StepConfig):
         criterion: with ``channels``, how channels are ranked: ``l2`` (norm of the weights
             computing them) or ``taylor`` (first-order loss change on training data).
         rounds: with ``channels``, how many prune-and-fine-tune rounds reach the target.
+        distill: with ``channels``, whether each round's fine-tuning also learns from the
+            unpruned model's softened outputs (None: yes, the default; ``false``: labels
+            only, about half the time).
         ramp_end: share of the fine-tuning steps after which ``poly`` holds the target.
         frequency: steps between mask updates (0: about ten updates over the budget).
         epochs, learning_rate, batch_size: the fine-tuning budget. None: automatic
@@ -98,6 +101,7 @@ class PruneConfig(StepConfig):
     target_macs: int | None = None
     criterion: str = "l2"
     rounds: int = 3
+    distill: bool | None = None
 
     def validate(self) -> None:
         check_range(
@@ -160,6 +164,7 @@ class PruneConfig(StepConfig):
         targets = [n for n in ("target_params", "target_macs") if getattr(self, n) is not None]
         channel_only = [*targets, *(["criterion"] if self.criterion != "l2" else [])]
         channel_only += ["rounds"] if self.rounds != 3 else []
+        channel_only += ["distill"] if self.distill is not None else []
         if self.structure != "channels" and channel_only:
             raise ConfigError(
                 f"prune: {channel_only[0]}= with structure={self.structure}",
@@ -257,7 +262,7 @@ def run(
     if config.channels:
         from edgesmith.compress.prune_channels import run_channels
 
-        return run_channels(model, data, config, context)
+        return run_channels(model, data, config, context, teacher=config.distill)
     import numpy as np
 
     from edgesmith.compress.finetune import (

@@ -214,6 +214,7 @@ def run_recipe(
     model = stored.model
     card = stored.card
     builder = {**card.builder, "layout": card.layout}
+    original_builder = dict(builder)  # the teacher of distill:teacher=original
     family = card.family
     layout = card.layout
     batch_size = int((card.builder.get("train") or {}).get("batch_size") or 32)
@@ -232,6 +233,8 @@ def run_recipe(
             progress=progress,
             builder=builder,
             model_name=card.name,
+            original_model=stored.model,
+            original_builder=original_builder,
         )
         result = get_step(config.step).run(model, data, config, context)
         model = result.model

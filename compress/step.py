@@ -286,8 +286,11 @@ class StepContext:
         progress: receives the fine-tuning's progress events (None: silence).
         builder: the architecture of the input model (its card's ``builder`` plus
             ``layout``); distillation builds a student of it when no ``student=`` is given.
-        model_name: the input model's name as its card gives it (a Keras model rebuilt
+        model_name: the recipe's model's name as its card gives it (a Keras model rebuilt
             from Keras 3 is often just called "functional").
+        original_model: the recipe's model before its first step (None: a step run on its
+            own); ``distill:teacher=original`` learns from it.
+        original_builder: that model's architecture (card ``builder`` plus ``layout``).
     """
 
     seed: int = 0
@@ -296,6 +299,8 @@ class StepContext:
     progress: Progress | None = None
     builder: Mapping[str, Any] | None = None
     model_name: str = ""
+    original_model: Any = None
+    original_builder: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,25 @@ recipe syntax:
              learning_rate, batch_size, keep_best, exclude;
              with structure=channels (whole filters, LSTM/GRU units and attention heads
              removed, the model rebuilt smaller): sparsity = share of channels removed,
-             or target_params=N / target_macs=N, criterion=l2|taylor, rounds (3)
+             or target_params=N / target_macs=N, criterion=l2|taylor, rounds (3),
+             distill=true|false (learn from the unpruned model too; default true)
     qat      epochs, learning_rate, batch_size, preserve=auto|none|sparsity|clusters,
-             calibration_samples, keep_best, exclude
-    distill  student=ZOO_NAME, width (0.5), depth, temperature (2), alpha (0.9: weight of
-             the hard labels), epochs, learning_rate, batch_size, baseline=true|false,
-             keep_best
+             calibration_samples, keep_best, exclude, freeze_batch_norm=true|false
+             (true: BatchNormalization keeps its moving statistics while fine-tuning)
+    distill  student=ZOO_NAME|input (input: fine-tune the step's input model itself),
+             teacher=input|original (original: the recipe's model before its first
+             step), width (0.5), depth, temperature (2), alpha (0.9: weight of the hard
+             labels), epochs, learning_rate, batch_size, baseline=true|false, keep_best
     cluster  clusters, init=kmeans++|linear|density|random, preserve_sparsity, epochs,
              learning_rate, batch_size, keep_best, exclude
   exclude= is a regex searched in layer names; matching layers are left out of the step.
   prune without epochs= / learning_rate= fine-tunes automatically: at the model's own
   training rate, until validation accuracy is back within 0.5 pt of the input model's or
   stops improving, for at most the model's training epochs; the card's budget says what ran.
-  prune:structure=channels fine-tunes the same way after each of its rounds; layers it
-  cannot narrow keep their width (the card's plan says why). To learn from the unpruned
-  model, distill first: distill:width=0.5+prune:structure=channels.
+  prune:structure=channels fine-tunes the same way after each of its rounds, learning
+  from the unpruned model's outputs as well as the labels; layers it cannot narrow keep
+  their width (the card's plan says why). To distil once more afterwards, add
+  +distill:student=input,teacher=original.
   qat must be the last step.
 """
 

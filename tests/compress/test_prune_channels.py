@@ -20,6 +20,7 @@ from edgesmith.compress.prune_channels import (
     share_for_target,
     zero_removed,
 )
+from edgesmith.compress.recipe import parse_recipe
 from edgesmith.core.errors import ConfigError
 from tests.compress.conftest import FAMILIES
 
@@ -264,6 +265,11 @@ def test_config_validation():
         prune.PruneConfig(structure="channels", criterion="l1")
     with pytest.raises(ConfigError, match="rounds"):
         prune.PruneConfig(structure="channels", schedule="poly")
+    with pytest.raises(ConfigError, match="distill= with structure=unstructured"):
+        prune.PruneConfig(sparsity=0.5, distill=False)
+    (labels_only,) = parse_recipe("prune:structure=channels,sparsity=0.5,distill=false").steps
+    assert labels_only.distill is False
+    assert parse_recipe(labels_only.to_text()).steps == (labels_only,)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -286,3 +292,31 @@ def test_taylor_criterion_ranks_by_loss_change(tiny):
     scores = importance(case.model, graph, "taylor", case.data)
     assert [len(s) for s in scores] == [g.items for g in graph.groups]
     assert all(np.all(s >= 0) and np.any(s > 0) for s in scores)
+
+
+@pytest.mark.parametrize("teacher", [True, False])
+def test_fine_tuning_learns_from_the_unpruned_model_when_asked(teacher, tiny, monkeypatch):
+    from edgesmith.compress import prune_channels
+    from edgesmith.compress import teacher as teacher_module
+
+    case = tiny["cnn"]
+    taught = []
+    real = teacher_module.teacher_logits
+    monkeypatch.setattr(
+        teacher_module, "teacher_logits", lambda m, d: taught.append(m) or real(m, d)
+    )
+    config = prune.PruneConfig(structure="channels", sparsity=0.5, rounds=2, epochs=1)
+    result = prune_channels.run_channels(case.model, case.data, config, teacher=teacher)
+    details = result.details
+    if teacher:
+        assert taught == [case.model]  # the unpruned input, its logits computed once
+        assert details["teacher"] == {
+            "model": "the unpruned input",
+            "temperature": 2.0,
+            "alpha": prune_channels.TEACHER_ALPHA,
+        }
+        assert "soft_loss" in result.history
+    else:
+        assert taught == [] and details["teacher"] is None
+        assert "soft_loss" not in result.history
+    assert result.model.count_params() < case.model.count_params()
