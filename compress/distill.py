@@ -321,19 +321,13 @@ def fine_tune_input(
         >>> context = StepContext(original_model=unpruned)  # doctest: +SKIP
         >>> tuned = run(pruned, data, config, context).model  # doctest: +SKIP
     """
-    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, recovery_stop, resolve_budget
+    from edgesmith.compress.finetune import DECAY_FLOOR, keep_zeros, recovery_stop, step_budget
     from edgesmith.compress.prune_channels import layer_widths
     from edgesmith.compress.wrapping import copy_model
     from edgesmith.zoo.train import evaluate_model, output_kind, train_loop
 
     batch_size = config.batch_size or context.batch_size
-    budget = resolve_budget(
-        config.epochs,
-        config.learning_rate,
-        train_samples=len(data.y_train),
-        batch_size=batch_size,
-        builder=context.builder,
-    )
+    budget = step_budget(config, data, context)
     reference = (
         evaluate_model(teacher, teacher_data, "val")["accuracy"] if len(data.y_val) else None
     )

@@ -101,6 +101,18 @@ class Budget:
         }
 
 
+def step_budget(config: Any, data: Any, context: Any) -> Budget:
+    """:func:`resolve_budget` for a step's config (its ``epochs``, ``learning_rate`` and
+    ``batch_size``), its data and its :class:`~edgesmith.compress.step.StepContext`."""
+    return resolve_budget(
+        config.epochs,
+        config.learning_rate,
+        train_samples=len(data.y_train),
+        batch_size=config.batch_size or context.batch_size,
+        builder=context.builder,
+    )
+
+
 def resolve_budget(
     epochs: int | None,
     learning_rate: float | None,

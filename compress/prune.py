@@ -269,7 +269,7 @@ def run(
         DECAY_FLOOR,
         keep_zeros,
         recovery_stop,
-        resolve_budget,
+        step_budget,
         tensorboard_callbacks,
     )
     from edgesmith.compress.wrapping import copy_model, rewrap, tfmot_errors
@@ -287,13 +287,7 @@ def run(
             expected="at least one Conv/Dense/Embedding/LSTM layer not matched by exclude=",
             fix=f"loosen exclude={config.exclude!r}",
         )
-    budget = resolve_budget(
-        config.epochs,
-        config.learning_rate,
-        train_samples=len(data.y_train),
-        batch_size=batch_size,
-        builder=context.builder,
-    )
+    budget = step_budget(config, data, context)
     epochs = budget.epochs
     steps_per_epoch = int(np.ceil(len(data.y_train) / batch_size))
     steps = steps_per_epoch * epochs

@@ -249,7 +249,7 @@ def run_channels(
         >>> result = run_channels(model, data, PruneConfig(structure="channels", sparsity=0.5))  # doctest: +SKIP
         >>> result.details["widths"]  # doctest: +SKIP
     """
-    from edgesmith.compress.finetune import DECAY_FLOOR, recovery_stop, resolve_budget
+    from edgesmith.compress.finetune import DECAY_FLOOR, recovery_stop, step_budget
     from edgesmith.compress.measure import macs as count_macs
     from edgesmith.compress.measure import weight_summary
     from edgesmith.compress.teacher import teacher_logits, train_with_teacher
@@ -273,13 +273,7 @@ def run_channels(
     widths_before, macs_before = layer_widths(model), count_macs(model)["total"]
     params_before = weight_summary(model)["params"]
     batch_size = config.batch_size or context.batch_size
-    budget = resolve_budget(
-        config.epochs,
-        config.learning_rate,
-        train_samples=len(data.y_train),
-        batch_size=batch_size,
-        builder=context.builder,
-    )
+    budget = step_budget(config, data, context)
     reference = evaluate_model(model, data, "val")["accuracy"] if len(data.y_val) else None
     distilled = _teacher_settings(DISTILL if teacher is None else teacher)
     logits = teacher_logits(model, data) if distilled else None
