@@ -173,7 +173,7 @@ def table(rows: list[dict], wall_s: float) -> str:
         base = next(r for r in group if r["variant"] == "float32")
         loss, speed, smaller = TARGETS[model]
         for r in group:
-            delta = 100 * (r["accuracy"] - base["accuracy"])
+            delta = round(100 * (r["accuracy"] - base["accuracy"]), 2)  # -0.5, not -0.50000001
             ratio = base["size_bytes"] / r["size_bytes"]
             verdict = ""
             if r["variant"].startswith("channels"):

@@ -81,23 +81,22 @@ def test_litert_int8_profile_dtypes_and_kernels(digits_models):
 
 @pytest.mark.parametrize(("backend", "key"), BACKENDS)
 def test_profile_adds_up_to_unprofiled_latency(digits_models, backend, key):
-    # The unprofiled latency of a separate benchmark without --profile (another session);
-    # on a shared machine single runs are noisy, so the better of two is compared.
-    ratios = []
-    for _ in range(2):
-        profiled = _record(digits_models[key], backend)
-        plain = _record(digits_models[key], backend, profile=False)
-        assert plain.op_profile is None
-        total = sum(e["ms"] for e in profiled.op_profile)
-        reference = (
-            profiled.op_profile_calibration["unprofiled_ms"]  # the CompiledModel's own
-            if backend == "litert"
-            else plain.latency_ms["p50"]
-        )
-        ratios.append(total / reference)
-        if 0.85 <= ratios[-1] <= 1.15:
-            break
-    assert min(ratios, key=lambda r: abs(r - 1)) == pytest.approx(1.0, abs=0.15), ratios
+    # Against the unprofiled latency of the same record (measured in the same process
+    # before profiling), not another benchmark's: separate runs differ by the machine's
+    # load, which is what a timing comparison in a test must not depend on.
+    profiled = _record(digits_models[key], backend)
+    plain = _record(digits_models[key], backend, profile=False)
+    assert plain.op_profile is None and profiled.op_profile
+    total = sum(e["ms"] for e in profiled.op_profile)
+    calibration = profiled.op_profile_calibration
+    reference = (
+        calibration["unprofiled_ms"]  # the CompiledModel's own, in the profiled session
+        if backend == "litert"
+        else profiled.latency_ms["p50"]
+    )
+    assert total == pytest.approx(reference, rel=0.15), calibration
+    # Raw profiler times are kept beside the calibrated ones.
+    assert all(e["measured_ms"] >= 0 for e in profiled.op_profile)
 
 
 def test_backend_without_profiler_says_why(digits_models):
