@@ -142,12 +142,7 @@ def benchmark(
     evalset = (
         eval_set if isinstance(eval_set, EvalSet) or eval_set is None else load_eval_set(eval_set)
     )
-    zeros = state_inputs(info, state)
-    all_shapes = dict(shapes or {})
-    arrays = None
-    if evalset is not None:
-        arrays, needed = match_eval_set(info, evalset, zeros, all_shapes)
-        all_shapes.update(needed)
+    zeros, all_shapes, arrays = _inputs_of(info, evalset, state, shapes)
     memory: dict[str, float | None] = {"before_load": rss_mb()}
     guessed = guessed_inputs([i for i in info.inputs if i.name not in zeros], all_shapes)
     with native_log(log) as log_file:
@@ -378,6 +373,23 @@ def _measure(
     return times, first_ms, accuracy, samples, correct, reference_times
 
 
+def _inputs_of(
+    info: ModelInfo,
+    evalset: EvalSet | None,
+    state: Iterable[str],
+    shapes: Mapping[str, Sequence[int]] | None,
+) -> tuple[Any, dict[str, Any], Any]:
+    """A file's state inputs (fed zeros), its input shapes with those the eval set fixes,
+    and the eval set's arrays matched to its inputs (None without an eval set)."""
+    zeros = state_inputs(info, state)
+    all_shapes = dict(shapes or {})
+    arrays = None
+    if evalset is not None:
+        arrays, needed = match_eval_set(info, evalset, zeros, all_shapes)
+        all_shapes.update(needed)
+    return zeros, all_shapes, arrays
+
+
 def _open_reference(
     reference: Path,
     info: ModelInfo,
@@ -396,12 +408,7 @@ def _open_reference(
             f"{info.format} one",
             expected="a reference of the same format, run by the same backend",
         )
-    zeros = state_inputs(ref_info, state)
-    ref_shapes = dict(shapes or {})
-    arrays = None
-    if evalset is not None:
-        arrays, needed = match_eval_set(ref_info, evalset, zeros, ref_shapes)
-        ref_shapes.update(needed)
+    zeros, ref_shapes, arrays = _inputs_of(ref_info, evalset, state, shapes)
     other = open_runner(
         reference,
         backend=runner.backend,

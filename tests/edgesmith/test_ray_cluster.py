@@ -107,9 +107,8 @@ def ray_cluster():
     The nodes' workers see ``EDGESMITH_TEST_KILL_ONCE``: a test arms it by creating the
     kill file; until then it does nothing.
     """
-    pytest.importorskip("ray")
-    if not RAY.exists():
-        pytest.skip(f"no ray command beside {sys.executable}")
+    # Ray is in the dev extra `make test` installs: its absence is a broken install.
+    assert RAY.exists(), f"no ray command beside {sys.executable}: pip install -e '.[dev]'"
     # A short folder: Ray's Unix sockets live under it and their paths have a length limit.
     temp_dir = tempfile.mkdtemp(prefix="es-ray-", dir="/tmp")
     kill_file = Path(temp_dir) / "kill-a-worker"
