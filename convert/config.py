@@ -26,11 +26,13 @@ LSTM_MODES = ("unroll", "fused")
 # "float-gates" keeps the gate/cell element-wise ops in float (weights, matrix products,
 # inputs and outputs stay int8); "int8" quantizes every op (lstm-kws: 96.3% -> 89.0%).
 LSTM_INT8_MODES = ("float-gates", "int8")
-# ``--quant auto`` (convert/quant_auto.py): search the modes and selective int8 variants by
-# measured latency and accuracy. A search over files, not a file mode, so it lives here and
-# not in the core tables' QUANT_MODES; TFLite only (its converter quantizes per op type).
+# ``--quant auto`` (convert/quant_auto.py for TFLite, convert/quant_auto_onnx.py for ONNX):
+# search the modes and selective int8 variants by measured latency and accuracy. A search
+# over files, not a file mode, so it lives here and not in the core tables' QUANT_MODES.
 AUTO_QUANT = "auto"
-AUTO_FORMATS = ("tflite",)
+AUTO_FORMATS = ("tflite", "onnx")
+# The backend whose latency decides when none is given: each format's CPU runtime.
+AUTO_BACKENDS = {"tflite": "litert", "onnx": "onnxruntime"}
 AUTO_OBJECTIVES = ("latency", "size")
 # The settings only ``auto`` reads; to_dict leaves them out for other modes, so the records
 # and cache keys of every other conversion stay what they were.
@@ -81,8 +83,9 @@ class ConversionConfig:
     Attributes:
         format: ``tflite`` or ``onnx``.
         quant: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``int16x8`` (tflite only), or
-            ``auto`` (tflite only): the fastest (or smallest) of several measured variants
-            within ``budget`` (see :mod:`edgesmith.convert.quant_auto`).
+            ``auto``: the fastest (or smallest) of several measured variants within
+            ``budget`` (:mod:`edgesmith.convert.quant_auto` for TFLite,
+            :mod:`edgesmith.convert.quant_auto_onnx` for ONNX).
         calibration_samples: training samples used to calibrate ``int8``/``int16x8``.
         eval_samples: test samples for parity and accuracy (None: the whole test split).
         opset: ONNX opset.
@@ -98,7 +101,9 @@ class ConversionConfig:
         seed: picks the calibration samples.
         budget: ``auto``: accuracy points the chosen file may lose against float32.
         objective: ``auto``: ``latency`` (fastest within the budget) or ``size``.
-        backend: ``auto``: the runtime backend whose latency is measured (``litert``).
+        backend: ``auto``: the runtime backend whose latency is measured; it must run the
+            format's files. None (the default) is the format's CPU runtime: ``litert`` for
+            TFLite, ``onnxruntime`` for ONNX.
     """
 
     format: str = "tflite"
@@ -117,7 +122,7 @@ class ConversionConfig:
     seed: int = 0
     budget: float = 0.5
     objective: str = "latency"
-    backend: str = "litert"
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -126,6 +131,8 @@ class ConversionConfig:
                 expected=f"one of {', '.join(FORMATS)}",
                 fix="use --format tflite or --format onnx",
             )
+        if self.backend is None:  # frozen: the resolved default is set once, here
+            object.__setattr__(self, "backend", AUTO_BACKENDS[self.format])
         if self.quant not in (*QUANT_MODES, AUTO_QUANT):
             raise ConfigError(
                 f"--quant {self.quant}",
@@ -179,9 +186,8 @@ class ConversionConfig:
         if self.format not in AUTO_FORMATS:
             raise ConfigError(
                 f"--format {self.format} --quant auto",
-                expected=f"--format {' or '.join(AUTO_FORMATS)} (the search chooses per "
-                "op type, which the TFLite converter can do)",
-                fix="use --format tflite --quant auto, or a fixed --quant for ONNX",
+                expected=f"--format {' or '.join(AUTO_FORMATS)}",
+                fix="use --format tflite or --format onnx with --quant auto",
             )
         if not 0 <= self.budget <= 100:
             raise ConfigError(
@@ -190,12 +196,15 @@ class ConversionConfig:
             )
         from edgesmith.runtime.backends import BACKENDS, parse_backend
 
-        name = parse_backend(self.backend)[0]  # an unknown name raises, with suggestions
-        if name == "auto" or BACKENDS[name].format != "tflite":
+        backend = str(self.backend)
+        name = parse_backend(backend)[0]  # an unknown name raises, with suggestions
+        if name == "auto" or BACKENDS[name].format != self.format:
+            runs = [b.name for b in BACKENDS.values() if b.format == self.format]
             raise ConfigError(
-                f"--backend {self.backend} for --quant auto",
-                expected="a backend that runs .tflite files: "
-                + ", ".join(b.name for b in BACKENDS.values() if b.format == "tflite"),
+                f"--backend {backend} for --format {self.format} --quant auto",
+                expected=f"a backend that runs .{self.format} files: {', '.join(runs)}",
+                fix=f"use --backend {AUTO_BACKENDS[self.format]} (the default for "
+                f"--format {self.format}), or convert to the format {backend} runs",
             )
         if self.objective not in AUTO_OBJECTIVES:
             raise ConfigError(

@@ -130,9 +130,12 @@ def convert_model(
     if eval_note:
         notes.append(eval_note)
     if config.quant == "auto":  # measures candidates on the evaluation samples
-        from edgesmith.convert.quant_auto import auto_tflite
+        if config.format == "onnx":
+            from edgesmith.convert.quant_auto_onnx import auto_onnx as search
+        else:
+            from edgesmith.convert.quant_auto import auto_tflite as search
 
-        converted = auto_tflite(
+        converted = search(
             source.model,
             source.family,
             config,

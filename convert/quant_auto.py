@@ -7,7 +7,10 @@ search measures instead of guessing. It builds a handful of files from one model
 2. from the per-op profile of the full-int8 file on the target backend, selective int8
    files that keep in float32 the op types that ran on reference kernels (and, as a second
    file, every op type without weights), with int8 weights and int8 products elsewhere;
-3. int16x8 only when no file with 8-bit weights keeps the accuracy.
+3. from the per-op profiles of the float32 and the full-int8 file aligned node by node
+   (:mod:`edgesmith.convert.quant_nodes`), full int8 except the single weight ops that ran
+   clearly slower in int8 than in float32, kept in float32 (``int8-float-slow-nodes``);
+4. int16x8 only when no file with 8-bit weights keeps the accuracy.
 
 Each file's accuracy is measured on the validation samples (top-1 against the labels, or
 agreement with the float32 file where there are none) and its latency on the target
@@ -43,9 +46,11 @@ from edgesmith.convert.quant_candidates import (
     int16x8_candidate,
     plain_candidates,
     precision_by_dtype,
-    profile_reference_ops,
+    profile_int8,
     selective_candidates,
+    slow_node_candidates,
 )
+from edgesmith.convert.quant_nodes import plan_slow_nodes
 from edgesmith.convert.tflite import TfliteResult, pick_samples, to_tflite
 from edgesmith.core.errors import ConfigError, EdgesmithError
 
@@ -95,18 +100,33 @@ def auto_tflite(
         for cand in candidates:
             _build(cand, model, family, config, x_calibration)
         int8 = next(c for c in candidates if c.name == "int8")
+        reference = next(c for c in candidates if c.quant == "none")
         profile_info: dict[str, Any] = {"source": "not profiled: full int8 did not convert"}
+        nodes_info: dict[str, Any] = {"skipped": "full int8 or float32 did not convert"}
         if int8.content:
-            path = _write(folder, int8)
+            path = write_candidate(folder, int8)
             graph_ops = graph_op_types(int8.content)
-            found, profile_info = profile_reference_ops(path, config.backend, THREADS, graph_ops)
-            for cand in selective_candidates(list(found), graph_ops):
+            found, profile_info, int8_ops = profile_int8(path, config.backend, THREADS, graph_ops)
+            more = selective_candidates(list(found), graph_ops)
+            if reference.content:
+                slow, nodes_info = plan_slow_nodes(
+                    write_candidate(folder, reference),
+                    reference.content,
+                    int8.content,
+                    int8_ops,
+                    config.backend,
+                    THREADS,
+                )
+                # Ops found on reference kernels only by the static list were not measured.
+                measured = list(found) if int8_ops is not None else []
+                more += slow_node_candidates(slow, measured)
+            for cand in more:
                 _build(cand, model, family, config, x_calibration)
                 same = next((c for c in candidates if c.content == cand.content), None)
                 if same is not None and cand.content:  # e.g. an LSTM's gates were float already
                     cand.error = f"the same file as {same.name}: not measured twice"
                 candidates.append(cand)
-        _measure_accuracy(candidates, folder, config.backend, x_val, y_val, logits)
+        measure_accuracy(candidates, folder, config.backend, x_val, y_val, logits)
         if not any(
             c.weight_bits == 8 and c.drop_pt is not None and c.drop_pt <= config.budget
             for c in candidates
@@ -114,13 +134,16 @@ def auto_tflite(
             extra = int16x8_candidate()
             _build(extra, model, family, config, x_calibration)
             candidates.append(extra)
-            _measure_accuracy(candidates, folder, config.backend, x_val, y_val, logits)
-        runnable = {c.name: _write(folder, c) for c in candidates if c.content and not c.error}
+            measure_accuracy(candidates, folder, config.backend, x_val, y_val, logits)
+        runnable = {
+            c.name: write_candidate(folder, c) for c in candidates if c.content and not c.error
+        }
         latencies = measure_latencies(runnable, config.backend, x=x_val[:1], threads=THREADS)
     for cand in candidates:
         cand.latency_ms = latencies.get(cand.name)
     chosen, reason = select_candidate(candidates, config.budget, config.objective)
-    return _result(chosen, candidates, config, reason, profile_info, labelled, len(x_val))
+    profiles = {"int8_profile": profile_info, "slow_nodes": nodes_info}
+    return _result(chosen, candidates, config, reason, profiles, labelled, len(x_val))
 
 
 def select_candidate(
@@ -227,7 +250,12 @@ def _build(
     cfg = dataclasses.replace(config, quant=cand.quant)
     try:
         result = to_tflite(
-            model, family, cfg, x_calibration=x_calibration, float_ops=cand.float_ops
+            model,
+            family,
+            cfg,
+            x_calibration=x_calibration,
+            float_ops=cand.float_ops,
+            float_nodes=[(node.position, node.op) for node in cand.float_nodes],
         )
     except EdgesmithError as exc:
         cand.error = str(exc)[:300]
@@ -235,14 +263,15 @@ def _build(
     cand.content, cand.strategy, cand.notes = result.content, result.strategy, result.notes
 
 
-def _write(folder: Path, cand: Candidate) -> Path:
-    path = folder / f"{cand.name}.tflite"
+def write_candidate(folder: Path, cand: Candidate) -> Path:
+    """``cand``'s file in ``folder`` (written once), named after it, with its format's suffix."""
+    path = folder / f"{cand.name}{cand.suffix}"
     if not path.exists():
         path.write_bytes(cand.content)
     return path
 
 
-def _measure_accuracy(
+def measure_accuracy(
     candidates: Sequence[Candidate],
     folder: Path,
     backend: str,
@@ -267,7 +296,10 @@ def _measure_accuracy(
         if not cand.content or cand.error or (cand.accuracy is not None and cand is not reference):
             continue
         try:
-            with native_log(), open_runner(_write(folder, cand), backend=backend) as runner:
+            with (
+                native_log(),
+                open_runner(write_candidate(folder, cand), backend=backend) as runner,
+            ):
                 out = np.asarray(runner.predict(x), dtype=np.float32)
         except EdgesmithError as exc:
             cand.error = f"does not run on {backend}: {exc}"[:300]
@@ -293,7 +325,7 @@ def _result(
     candidates: Sequence[Candidate],
     config: ConversionConfig,
     reason: str,
-    profile_info: dict[str, Any],
+    profiles: dict[str, Any],
     labelled: bool,
     samples: int,
 ) -> TfliteResult:
@@ -314,6 +346,7 @@ def _result(
         "chosen": chosen.name,
         "quant": chosen.quant,
         "float_ops": list(chosen.float_ops),
+        "float_nodes": [node.to_dict() for node in chosen.float_nodes],
         "reason": reason,
         "objective": config.objective,
         "budget_pt": config.budget,
@@ -325,7 +358,7 @@ def _result(
             else f"{samples} samples: top-1 agreement with the float32 file (no labels)"
         ),
         "latency": f"p50 over {ROUNDS} alternating rounds of every candidate, same process",
-        "int8_profile": profile_info,
+        **profiles,  # int8_profile: the int8 file's ops; slow_nodes: int8 vs float32 per node
         "candidates": rows,
     }
     speed = ""
@@ -346,4 +379,10 @@ def _result(
     return TfliteResult(chosen.content, strategy, notes)
 
 
-__all__ = ["auto_tflite", "measure_latencies", "select_candidate"]
+__all__ = [
+    "auto_tflite",
+    "measure_accuracy",
+    "measure_latencies",
+    "select_candidate",
+    "write_candidate",
+]

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgesmith.convert.quant_nodes import AlignedNode
+
 # Ops that hold the large weight tensors: they stay int8 in every selective candidate.
 WEIGHT_OPS = frozenset(
     {
@@ -67,13 +69,16 @@ class Candidate:
     """One file the search builds and measures.
 
     ``weight_bits`` is the width of the big weight tensors (8, 16 or 32); ``float_ops``
-    the op types a selective int8 candidate keeps in float32.
+    the op types a selective int8 candidate keeps in float32, ``float_nodes`` the single
+    weight ops it keeps in float32 (with the profiled times that chose them).
     """
 
     name: str
     quant: str
     why: str
     float_ops: tuple[str, ...] = ()
+    suffix: str = ".tflite"  # the file format's: .tflite or .onnx
+    float_nodes: tuple[AlignedNode, ...] = ()
     content: bytes = b""
     strategy: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -103,6 +108,8 @@ class Candidate:
             "drop_pt": None if self.drop_pt is None else round(self.drop_pt, 3),
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 6),
         }
+        if self.float_nodes:
+            out["float_nodes"] = [node.to_dict() for node in self.float_nodes]
         if self.error:
             out["error"] = self.error
         return out
@@ -161,6 +168,43 @@ def selective_candidates(reference_ops: Sequence[str], graph_ops: Sequence[str])
     return out
 
 
+def slow_node_candidates(
+    nodes: Sequence[AlignedNode], reference_ops: Sequence[str] = ()
+) -> list[Candidate]:
+    """Full int8 with ``nodes`` (weight ops slower in int8 than in float32) kept in float32.
+
+    With ``reference_ops`` (op types full int8 ran on reference kernels) a second file keeps
+    those in float32 too, as ``int8-float-reference-ops`` does. Empty without nodes.
+    """
+    if not nodes:
+        return []
+    kept = tuple(nodes)
+    timing = "; ".join(
+        f"#{n.op_index} {n.op} {n.int8_ms:.4f} ms int8 vs {n.float_ms:.4f} ms float32" for n in kept
+    )
+    out = [
+        Candidate(
+            "int8-float-slow-nodes",
+            "int8",
+            "full int8 except the weight ops slower in int8 than in float32, computed in float32 "
+            f"from float16 weights ({timing})",
+            float_nodes=kept,
+        )
+    ]
+    if reference_ops:
+        exact = tuple(dict.fromkeys(reference_ops))
+        out.append(
+            Candidate(
+                "int8-float-slow-nodes-reference-ops",
+                "int8",
+                f"the slow weight ops and {', '.join(exact)} (reference kernels) in float32",
+                float_ops=exact,
+                float_nodes=kept,
+            )
+        )
+    return out
+
+
 def widened_float_ops(graph_ops: Sequence[str], reference_ops: Sequence[str]) -> tuple[str, ...]:
     """``reference_ops`` plus every op type of the graph that holds no weights and moves data."""
     wide = list(dict.fromkeys(reference_ops))
@@ -193,6 +237,14 @@ def profile_reference_ops(
     Returns the op types with their ms per run, and what goes in the record: the profile
     by type, or, where ``backend`` cannot profile here, the static list that stands in.
     """
+    found, info, _ = profile_int8(path, backend, threads, graph_ops)
+    return found, info
+
+
+def profile_int8(
+    path: str | os.PathLike[str], backend: str, threads: int, graph_ops: Sequence[str]
+) -> tuple[dict[str, float], dict[str, Any], list[dict[str, Any]] | None]:
+    """:func:`profile_reference_ops` with the profile's entries (None where none was made)."""
     from edgesmith.core.native_log import native_log
     from edgesmith.runtime.profile_ops import ProfileUnavailable, profile_file
 
@@ -201,22 +253,30 @@ def profile_reference_ops(
             profile = profile_file(path, backend, threads=threads, runs=50, warmup=5)
     except ProfileUnavailable as exc:
         static = {op: 0.0 for op in STATIC_REFERENCE_OPS if op in graph_ops}
-        return static, {
-            "source": "static list (no per-op profile: " + str(exc)[:200] + ")",
-            "reference_ops": list(static),
-        }
+        return (
+            static,
+            {
+                "source": "static list (no per-op profile: " + str(exc)[:200] + ")",
+                "reference_ops": list(static),
+            },
+            None,
+        )
     found = reference_ops_from_profile(profile.ops)
     total = sum(float(e.get("ms") or 0.0) for e in profile.ops)
-    return found, {
-        "source": f"per-op profile of the full-int8 file on {backend}",
-        "latency_ms": round(total, 6),
-        "reference_ops": {op: round(ms, 6) for op, ms in found.items()},
-        "reference_share": round(sum(found.values()) / total, 4) if total > 0 else None,
-        "by_type": [
-            {k: g[k] for k in ("op", "delegate", "ms", "share", "count")}
-            for g in profile.by_type[:12]
-        ],
-    }
+    return (
+        found,
+        {
+            "source": f"per-op profile of the full-int8 file on {backend}",
+            "latency_ms": round(total, 6),
+            "reference_ops": {op: round(ms, 6) for op, ms in found.items()},
+            "reference_share": round(sum(found.values()) / total, 4) if total > 0 else None,
+            "by_type": [
+                {k: g[k] for k in ("op", "delegate", "ms", "share", "count")}
+                for g in profile.by_type[:12]
+            ],
+        },
+        profile.ops,
+    )
 
 
 def graph_op_types(content: bytes) -> list[str]:
@@ -279,8 +339,10 @@ __all__ = [
     "plain_candidates",
     "precision_by_dtype",
     "precision_summary",
+    "profile_int8",
     "profile_reference_ops",
     "reference_ops_from_profile",
     "selective_candidates",
+    "slow_node_candidates",
     "widened_float_ops",
 ]

@@ -58,6 +58,7 @@ from edgesmith.convert.tflite_compact import (  # noqa: F401  (UNUSED_METADATA r
 )
 from edgesmith.core.errors import ConfigError, ModelFileError
 from edgesmith.core.native_log import native_log
+from edgesmith.runtime.tflite_flatbuffer import parse_flatbuffer
 
 # Ops of an unrolled LSTM cell kept in float by lstm_int8="float-gates" (the converter's
 # selective quantization, as tf.lite.experimental.QuantizationDebugger's denylisted_ops).
@@ -212,6 +213,7 @@ def to_tflite(
     x_calibration: np.ndarray | None = None,
     qat: bool = False,
     float_ops: Sequence[str] = (),
+    float_nodes: Sequence[tuple[int, str]] = (),
 ) -> TfliteResult:
     """Convert ``model`` to a .tflite flatbuffer in ``config.quant`` mode.
 
@@ -222,7 +224,10 @@ def to_tflite(
     then be an int8 builtin (without samples, an op without learned ranges stays float).
     ``int16x8`` uses 16-bit activations and 8-bit weights. ``float_ops`` (``int8`` only)
     are op types kept in float32 on top of the defaults (selective quantization: weights
-    and every other op stay int8). ``auto`` searches the modes by measured latency and
+    and every other op stay int8). ``float_nodes`` (``int8`` only) are single ops kept in
+    float32, each as ``(position, op type)``: its rank among the weight ops
+    (:data:`~edgesmith.convert.quant_nodes.NODE_KINDS`) in execution order, and the type
+    it must have. ``auto`` searches the modes by measured latency and
     accuracy (:func:`~edgesmith.convert.quant_auto.auto_tflite`; here without labels, by
     agreement with float32 on samples of ``x_calibration``).
     """
@@ -230,10 +235,10 @@ def to_tflite(
         from edgesmith.convert.quant_auto import auto_tflite
 
         return auto_tflite(model, family, config, x_calibration=x_calibration, qat=qat)
-    if float_ops and (config.quant != "int8" or qat):
+    if (float_ops or float_nodes) and (config.quant != "int8" or qat):
         raise ConfigError(
-            f"float_ops={list(float_ops)} with --quant {config.quant}"
-            + (" on a QAT model" if qat else ""),
+            f"float_ops={list(float_ops)}, float_nodes={list(float_nodes)} with --quant "
+            f"{config.quant}" + (" on a QAT model" if qat else ""),
             expected="--quant int8 on a float model (selective quantization)",
         )
     exported, strategy, notes = export_model(model, family, config, qat=qat)
@@ -291,8 +296,19 @@ def to_tflite(
     strategy["tensor_names"] = "internal tensor names dropped (inputs/outputs kept)"
     # Float token ids of a QAT model stay float: an int8 input would quantize the ids.
     int8_input = not (qat and _feeds_embedding(exported))
-    options = {"float_ops": float_ops, "int8_input": int8_input}
+    named: list[dict[str, str]] = []
+    options = {
+        "float_ops": float_ops,
+        "float_nodes": tuple(float_nodes),
+        "int8_input": int8_input,
+        "named": named,
+    }
     content = _convert(exported, config, x_cal, qat, **options)
+    if float_nodes:
+        strategy["float_nodes"] = [
+            {"position": position, "op": op, **node}
+            for (position, op), node in zip(float_nodes, named, strict=True)
+        ]
     result = TfliteResult(content, strategy, notes)
     if config.sparse:
         dense = _convert(exported, config, x_cal, qat, sparse=False, **options)
@@ -317,9 +333,15 @@ def _convert(
     *,
     sparse: bool | None = None,
     float_ops: tuple[str, ...] = (),
+    float_nodes: tuple[tuple[int, str], ...] = (),
     int8_input: bool = True,
+    named: list[dict[str, str]] | None = None,
 ) -> bytes:
     """The flatbuffer; ``float_ops`` (full int8 only) are op types left in float32.
+
+    ``float_nodes`` are single weight ops left in float32 (see :func:`to_tflite`); the
+    name of each one's output tensor (which the quantizer matched) and how its weights are
+    stored are appended to ``named``.
 
     With ``x_cal`` full int8 admits int8 builtins only; without (a QAT model converted on
     its learned ranges alone) an op training left without ranges stays float.
@@ -356,9 +378,10 @@ def _convert(
                 yield [x_cal[start : start + step].astype(feed_dtype)]
 
         converter.representative_dataset = representative
-    if float_ops:
-        # Selective quantization: calibrate, then quantize with the op types denylisted
-        # (what QuantizationDebugger.get_nondebug_quantized_model does, with int8 in/out).
+    if float_ops or float_nodes:
+        # Selective quantization: calibrate, then quantize with the op types (and nodes)
+        # denylisted (what QuantizationDebugger.get_nondebug_quantized_model does, with
+        # int8 in/out).
         converter._experimental_calibrate_only = True
     elif config.quant == "int8":
         if x_cal is not None:  # the INT8-only op set needs every range: learned or measured
@@ -373,8 +396,8 @@ def _convert(
     with native_log() as log:
         try:
             content = _run_converter(converter)
-            if float_ops:
-                content = _quantize_selectively(content, float_ops)
+            if float_ops or float_nodes:
+                content = _quantize_selectively(content, float_ops, float_nodes, named)
         except Exception as exc:
             raise ModelFileError(
                 f"{model.name}: the TFLite converter failed in --quant {config.quant} mode: "
@@ -396,21 +419,46 @@ def _run_converter(converter: Any) -> bytes:
         return bytes(converter.convert())
 
 
-def _quantize_selectively(calibrated: bytes, float_ops: tuple[str, ...]) -> bytes:
-    """Full int8 of a calibrated model except ``float_ops``, with int8 input and output."""
+def _quantize_selectively(
+    calibrated: bytes,
+    float_ops: tuple[str, ...],
+    float_nodes: tuple[tuple[int, str], ...] = (),
+    named: list[dict[str, str]] | None = None,
+) -> bytes:
+    """Full int8 of a calibrated model except ``float_ops`` and ``float_nodes``.
+
+    Input and output are int8. A node is named to the quantizer by its output tensor in the
+    calibrated graph (``denylisted_nodes``, as the quantization debugger names layers);
+    the quantized graph is then checked to compute those weight ops in float32, and their
+    weights are stored as float16 (unpacked to float32 when the model loads: the op still
+    computes in float32, from half the bytes).
+    """
     from tensorflow.lite.python import convert as tflite_convert
 
+    from edgesmith.convert.quant_nodes import check_float_nodes, half_node_weights, node_names
     from edgesmith.zoo.tfkeras import tf
 
     t = tf()
-    return bytes(
+    nodes = node_names(calibrated, float_nodes) if float_nodes else []
+    content = bytes(
         tflite_convert.mlir_quantize(
             calibrated,
             input_data_type=t.int8,
             output_data_type=t.int8,
             denylisted_ops=list(float_ops),
+            denylisted_nodes=nodes,
         )
     )
+    if float_nodes:
+        positions = [position for position, _ in float_nodes]
+        check_float_nodes(content, positions)
+        content, left = half_node_weights(content, positions)
+        for position, name in zip(positions, nodes, strict=True):
+            why = next((line for line in left if line.startswith(f"weight op {position}:")), "")
+            weights = f"float32 ({why})" if why else "float16"
+            if named is not None:
+                named.append({"tensor": name, "weights": weights})
+    return content
 
 
 def int8_report(content: bytes) -> dict[str, Any]:
@@ -420,8 +468,6 @@ def int8_report(content: bytes) -> dict[str, Any]:
     excluded): a full-int8 model has none, except a ``CAST`` of float token ids.
     ``input_type``/``output_type`` are the schema's type names (``INT8``, ``FLOAT32``, ...).
     """
-    from edgesmith.runtime.tflite_flatbuffer import parse_flatbuffer
-
     graph = parse_flatbuffer(content, Path("converted.tflite"))
     ops: set[str] = set()
     float_ops: set[str] = set()

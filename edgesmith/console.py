@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -54,20 +55,22 @@ STATUS_FIELDS = ("loss", "val_accuracy")
 class ProgressRenderer:
     """A :data:`~edgesmith.core.progress.Progress` callback that draws events with rich.
 
-    An event with ``done`` and ``total`` advances the bar of its task (one bar per task,
-    created on its first event and finished when ``done`` reaches ``total``), showing the
-    loss and validation accuracy among its fields. Any other event is a message, printed
-    on stderr (``warning`` events in yellow). Use it as a context manager so the bars stop
-    with the command.
+    An event with ``done`` and ``total`` advances the bar of its task (one bar per task
+    and ``source``, created on its first event and finished when ``done`` reaches
+    ``total``), showing the loss and validation accuracy among its fields: two workers
+    fine-tuning at once each get their own bar, named after the task of the run it belongs
+    to. Any other event is a message, printed on stderr after its source (``warning``
+    events in yellow). Call it from one thread at a time (``run_graph`` does). Use it as a
+    context manager so the bars stop with the command.
 
     Example:
         >>> with progress_renderer() as progress:  # doctest: +SKIP
         ...     train_zoo_model("cnn-digits", progress=progress)
     """
 
-    def __init__(self) -> None:
-        self._bar = progress_bar()
-        self._tasks: dict[str, Any] = {}
+    def __init__(self, bar: Progress | None = None) -> None:
+        self.bar = bar if bar is not None else progress_bar()
+        self._tasks: dict[tuple[str, str], Any] = {}
         self._started = False
 
     def __call__(self, event: ProgressEvent) -> None:
@@ -75,31 +78,35 @@ class ProgressRenderer:
             self._message(event)
             return
         if not self._started:
-            self._bar.start()
+            self.bar.start()
             self._started = True
         status = " ".join(
             f"{key}={event.fields[key]:.3f}" for key in STATUS_FIELDS if key in event.fields
         )
-        task = self._tasks.get(event.task)
+        key = (event.source, event.task)
+        task = self._tasks.get(key)
         if task is None:
-            task = self._bar.add_task(event.task, total=event.total, status=status)
-            self._tasks[event.task] = task
-        self._bar.update(task, completed=event.done, total=event.total, status=status)
+            # Escaped: the names quote recipes, which may hold brackets.
+            name = f"{event.source}: {event.task}" if event.source else event.task
+            task = self.bar.add_task(escape(name), total=event.total, status=status)
+            self._tasks[key] = task
+        self.bar.update(task, completed=event.done, total=event.total, status=status)
         if event.done >= event.total:
             # Finished: a later task of the same name (another step's fine-tuning) gets
             # its own bar.
-            del self._tasks[event.task]
+            del self._tasks[key]
 
     def _message(self, event: ProgressEvent) -> None:
         # Text, not markup: messages quote user input such as exclude='^[ab]' verbatim.
+        source = (f"{event.source}: ", "dim") if event.source else ""
         if event.level == "warning":
-            err.print(Text.assemble(("warning: ", "yellow"), event.message))
+            err.print(Text.assemble(("warning: ", "yellow"), source, event.message))
         else:
-            err.print(Text(event.message))
+            err.print(Text.assemble(source, event.message))
 
     def close(self) -> None:
         if self._started:
-            self._bar.stop()
+            self.bar.stop()
             self._started = False
 
     def __enter__(self) -> ProgressRenderer:

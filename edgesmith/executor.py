@@ -12,11 +12,14 @@ same task graph whatever runs it:
   (``address="HOST:PORT"`` or ``"auto"``). Workers need this edgesmith installed and the
   run folder on a path they all see (one machine, or a shared file system).
 
-Progress: a task reports its events through :func:`task_progress`; they travel back with
-its result and :func:`run_graph` hands them to the caller's ``progress`` callback when the
-task is done (in the task's own order, after the fact: a worker has no line to the
-terminal). A task whose worker dies is run again from the start (Ray retries it; the
-events of the lost attempt are lost with it).
+Progress: a task reports its events through :func:`task_progress`. They reach the caller's
+``progress`` callback while the task runs, each tagged with the task it came from
+(``ProgressEvent.source``, the task's label), whole and in the task's order
+(:mod:`edgesmith.executor_events`: a manager queue for the local pool, a Ray queue actor
+for Ray; they also travel back with the result, which fills in whatever the line lost).
+The callback is only called from the thread that called :func:`run_graph`, between its
+waits for tasks. A task whose worker dies is run again from the start (Ray retries it; the
+caller is warned, and the new attempt's events follow).
 
 Example:
     >>> with make_executor("serial") as executor:
@@ -27,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +38,22 @@ from typing import Any
 
 from edgesmith.core.errors import BackendUnavailableError, ConfigError
 from edgesmith.core.progress import Progress, ProgressEvent, as_progress
+from edgesmith.executor_events import KILL_ONCE_ENV as KILL_ONCE_ENV  # the test hook's name
+from edgesmith.executor_events import (
+    POLL_S,
+    DirectLine,
+    Dispatch,
+    EventLine,
+    TaskEvents,
+    manager_line,
+    ray_line,
+)
 
 EXECUTORS = ("local", "serial", "ray")
 
-# Test-only: when set to a file's path, the first task event seen while that file exists
-# claims it (renames it to PATH.claimed, which one process alone can do) and ends its
-# worker process on the spot, so that tests can kill a worker mid-task. Unset: inert.
-KILL_ONCE_ENV = "EDGESMITH_TEST_KILL_ONCE"
+# Task numbers, unique in this process: an executor's line outlives one run_graph, and a
+# late event of an earlier graph's task must not pass for one of the next graph's.
+_numbers = itertools.count(1)
 
 
 def default_workers() -> int:
@@ -51,24 +64,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _TaskEvents:
-    """The events of the task running in this process, kept for its result."""
-
-    def __init__(self) -> None:
-        self.events: list[ProgressEvent] = []
-
-    def __call__(self, event: ProgressEvent) -> None:
-        self.events.append(event)
-        marker = os.environ.get(KILL_ONCE_ENV)
-        if marker:
-            try:
-                os.rename(marker, marker + ".claimed")
-            except OSError:
-                return  # not armed, or another task claimed it
-            os._exit(17)
-
-
-_current: _TaskEvents | None = None
+_current: TaskEvents | None = None
 
 
 def task_progress() -> Progress | None:
@@ -92,22 +88,24 @@ def task_progress() -> Progress | None:
 
 @dataclass
 class _Outcome:
-    """What a task returns through the executor: its value or error, and its events."""
+    """What a task returns through the executor: its value or error, and the events of
+    the attempt that returned (the caller fills in those its line did not bring)."""
 
     value: Any = None
     error: BaseException | None = None
     events: list[ProgressEvent] = field(default_factory=list)
+    attempt: str | None = None
 
 
-def _in_worker(fn: Callable[..., Any], *args: Any) -> _Outcome:
-    """Run ``fn(*args)`` with :func:`task_progress` collecting its events."""
+def _in_worker(sender: Any, number: int, fn: Callable[..., Any], *args: Any) -> _Outcome:
+    """Run ``fn(*args)`` as task ``number``, its :func:`task_progress` sending to ``sender``."""
     global _current
-    outer, _current = _current, _TaskEvents()
-    collected = _current
+    outer, _current = _current, TaskEvents(sender, number)
+    attempt = _current
     try:
-        return _Outcome(fn(*args), events=collected.events)
+        return _Outcome(fn(*args), events=attempt.events, attempt=attempt.attempt)
     except Exception as exc:
-        return _Outcome(error=exc, events=collected.events)
+        return _Outcome(error=exc, events=attempt.events, attempt=attempt.attempt)
     finally:
         _current = outer
 
@@ -135,13 +133,19 @@ class Executor:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError
 
-    def wait(self, handles: Sequence[Any]) -> list[Any]:
-        """Some of ``handles`` that are finished (at least one)."""
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        """Some of ``handles`` that are finished: at least one, or none once ``timeout``
+        seconds have passed."""
         raise NotImplementedError
 
     def result(self, handle: Any) -> Any:
         """The task's return value; raises what the task raised."""
         raise NotImplementedError
+
+    def live_events(self) -> EventLine | None:
+        """The line the tasks' events reach the caller by while they run (opened on the
+        first call, closed with the executor); None: they come with the results only."""
+        return None
 
     def close(self) -> None:
         """Release the workers."""
@@ -162,13 +166,20 @@ class _Done:
 class SerialExecutor(Executor):
     """Runs each task when it is submitted, in this process."""
 
+    _line: DirectLine | None = None
+
+    def live_events(self) -> EventLine:
+        if self._line is None:
+            self._line = DirectLine()
+        return self._line
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> _Done:
         try:
             return _Done(fn(*args))
         except Exception as exc:
             return _Done(error=exc)
 
-    def wait(self, handles: Sequence[Any]) -> list[Any]:
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
         return list(handles[:1])
 
     def result(self, handle: _Done) -> Any:
@@ -187,19 +198,25 @@ class LocalExecutor(Executor):
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers or default_workers()
+        self.context = multiprocessing.get_context("spawn")
         # Workers keep TensorFlow's default thread pools, those of a serial run: fewer
         # threads would sum in another order and change the last bits of the weights.
-        self.pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
+        self._line: EventLine | None = None
+        self._manager: Any = None
+
+    def live_events(self) -> EventLine:
+        if self._line is None:
+            self._line, self._manager = manager_line(self.context)
+        return self._line
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.pool.submit(fn, *args)
 
-    def wait(self, handles: Sequence[Any]) -> list[Any]:
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         return list(done)
 
     def result(self, handle: Any) -> Any:
@@ -207,6 +224,11 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        # After the pool: a running task may still report while it is being waited for.
+        if self._line is not None:
+            self._line.close()
+            self._manager.shutdown()
+            self._line = self._manager = None
 
 
 class RayExecutor(Executor):
@@ -248,6 +270,12 @@ class RayExecutor(Executor):
                 ) from exc
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._remote: dict[Callable[..., Any], Any] = {}
+        self._line: EventLine | None = None
+
+    def live_events(self) -> EventLine:
+        if self._line is None:
+            self._line = ray_line()
+        return self._line
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         if fn not in self._remote:
@@ -259,8 +287,8 @@ class RayExecutor(Executor):
             )
         return self._remote[fn].remote(*args)
 
-    def wait(self, handles: Sequence[Any]) -> list[Any]:
-        done, _ = self.ray.wait(list(handles), num_returns=1)
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        done, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
         return done
 
     def result(self, handle: Any) -> Any:
@@ -273,6 +301,10 @@ class RayExecutor(Executor):
             raise exc.as_instanceof_cause() from None
 
     def close(self) -> None:
+        if self._line is not None:
+            self._line.close()
+            self._line.sender.shutdown(force=True)  # the queue actor
+            self._line = None
         if self.started:
             self.ray.shutdown()
 
@@ -300,43 +332,53 @@ def make_executor(
     return LocalExecutor(workers)
 
 
-@dataclass
-class _Graph:
-    executor: Executor
-    pending: dict[Any, Task] = field(default_factory=dict)
-    results: list[Any] = field(default_factory=list)
-
-
 def run_graph(
     executor: Executor, tasks: Iterable[Task], *, progress: Progress | None = None
 ) -> list[Any]:
     """Run ``tasks`` and every task their ``then`` adds; return the results of those without
     a ``then``, in the order they finished. A task's error goes to its ``then``; one
-    without a ``then`` raises it (after the running tasks are done). The events a task
-    reports through :func:`task_progress` go to ``progress`` when it is done."""
-    report = as_progress(progress)
-    graph = _Graph(executor)
+    without a ``then`` raises it (after the running tasks are done).
+
+    The events a task reports through :func:`task_progress` go to ``progress`` while it
+    runs, with ``source`` set to the task's label (``task N`` without one). ``progress``
+    and the ``then`` continuations are called from this thread only, one at a time.
+    """
+    line = executor.live_events() if progress is not None else None
+    dispatch = Dispatch(as_progress(progress))
+    if line is not None:
+        line.bind(dispatch.live)
+    sender = line.sender if line is not None else None
+    pending: dict[Any, tuple[Task, int]] = {}
+    results: list[Any] = []
     queue = list(tasks)
     failure: BaseException | None = None
-    while queue or graph.pending:
+    while queue or pending:
         for task in queue:
-            graph.pending[executor.submit(_in_worker, task.fn, *task.args)] = task
+            number = next(_numbers)
+            dispatch.expect(number, task.label)
+            pending[executor.submit(_in_worker, sender, number, task.fn, *task.args)] = (
+                task,
+                number,
+            )
         queue = []
-        for handle in executor.wait(list(graph.pending)):
-            task = graph.pending.pop(handle)
+        # With a live line, wake up now and then to hand on what arrived meanwhile.
+        done = executor.wait(list(pending), timeout=None if line is None else POLL_S)
+        for item in line.take() if line is not None else []:
+            dispatch.live(item)
+        for handle in done:
+            task, number = pending.pop(handle)
             try:
                 outcome = executor.result(handle)
             except Exception as exc:  # the worker, not the task, failed (it cannot return)
                 outcome = _Outcome(error=exc)
-            for event in outcome.events:
-                report(event)
+            dispatch.finish(number, outcome.attempt, outcome.events)
             value, error = outcome.value, outcome.error
             if task.then is not None:
                 queue.extend(task.then(value, error) or [])
             elif error is not None:
                 failure = failure or error
             else:
-                graph.results.append(value)
+                results.append(value)
     if failure is not None:
         raise failure
-    return graph.results
+    return results

@@ -8,7 +8,8 @@ the same keys and the same entries; the worker writes the entry into the stage c
 its lock) and returns only whether it failed. The serial pass then finds every entry built
 and benchmarks the variants one by one. An entry whose build failed is not built again:
 the serial pass records the worker's error for it, word for word. The workers' progress
-(epochs, compression steps) reaches the runner's ``progress`` as each task finishes.
+(epochs, compression steps) reaches the runner's ``progress`` while they run, each event's
+``source`` the task's label ("cnn-digits prune50", "cnn-digits prune50 tflite:int8").
 
 Example:
     >>> from edgesmith.executor import make_executor  # doctest: +SKIP
@@ -104,7 +105,12 @@ class _PlanGraph:
                 self.runner.on_stage(f"train: {name}")
                 self.runner.computed["train"] = self.runner.computed.get("train", 0) + 1
                 args = (self.plan, self.root, self.runner.store_arg, "train", (name,))
-                task = Task(build_stage, args, then=lambda e, x, n=name: self.trained(n, e or x))
+                task = Task(
+                    build_stage,
+                    args,
+                    then=lambda e, x, n=name: self.trained(n, e or x),
+                    label=name,
+                )
             else:
                 task = None
             tasks += self._now_or_later(task, lambda name=name: self.recipes(name))

@@ -37,8 +37,9 @@ class Target:
             raise ConfigError(
                 f"format {self.format!r}", expected=f"one of {', '.join(FORMAT_QUANT)}"
             )
-        # ``auto`` (convert/quant_auto.py) is a search over TFLite files, not a file mode.
-        modes = (*FORMAT_QUANT[self.format], *(("auto",) if self.format == "tflite" else ()))
+        # ``auto`` (convert/quant_auto.py, quant_auto_onnx.py) is a search over files of the
+        # format, measured on its CPU runtime, not a file mode.
+        modes = (*FORMAT_QUANT[self.format], "auto")
         if self.quant not in modes:
             raise ConfigError(
                 f"{self.format}:{self.quant}",
@@ -272,6 +273,8 @@ class Plan:
         }
         for key in ("recipe_targets", "recipe_models"):
             _check(values.get(key), (dict, type(None)), key, "a mapping of recipe names")
+            if key in values and values[key] is None:  # written as null: none given
+                del values[key]
         if "recipes" in values:
             recipes = values["recipes"]
             _check(recipes, (dict, list, type(None)), "recipes", "a mapping of names to recipes")

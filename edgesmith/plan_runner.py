@@ -84,7 +84,7 @@ def run_plan(
 
     ``progress`` receives a message for each stage entry that is computed (not cached)
     and the training progress of the zoo and compress stages (a worker's events arrive
-    when its task ends); without it nothing is shown. ``executor``
+    live, named after its task); without it nothing is shown. ``executor``
     (:func:`edgesmith.executor.make_executor`) builds independent entries in parallel;
     None runs everything here, one entry at a time.
     """

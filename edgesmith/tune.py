@@ -269,7 +269,10 @@ class _Search:
                 )
             built = run_graph(
                 self.executor,
-                [Task(_numbered, (i, j)) for i, (_, j) in enumerate(batch)],
+                [
+                    Task(_numbered, (i, j), label=f"trial {t.number}")
+                    for i, (t, j) in enumerate(batch)
+                ],
                 progress=self.report,
             )
             by_index = dict(built)

@@ -19,8 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
+import shutil
 import tempfile
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -84,7 +86,10 @@ def use_swiftshader(environ: MutableMapping[str, str] | None = None) -> Path:
     environ["VK_ICD_FILENAMES"] = str(icd)
     environ["VK_DRIVER_FILES"] = str(icd)
     if not environ.get("XDG_RUNTIME_DIR") or not os.path.isdir(environ["XDG_RUNTIME_DIR"]):
-        environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="edgesmith-xdg-")  # mode 0700
+        folder = tempfile.mkdtemp(prefix="edgesmith-xdg-")  # mode 0700
+        # Removed when the process ends: every process that opens the GPU makes its own.
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        environ["XDG_RUNTIME_DIR"] = folder
     return icd
 
 

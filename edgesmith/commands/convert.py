@@ -38,6 +38,8 @@ def register(commands: Any) -> None:
         "edgesmith convert transformer-digits --format onnx --quant int8 --out t.onnx --json t.json",
         "edgesmith convert transformer-digits --format tflite --quant auto --budget 0.5 "
         "--out t-auto.tflite",
+        "edgesmith convert lstm-kws --format onnx --quant auto --data-dir ../shared/data "
+        "--out lstm-kws-auto.onnx",
         "edgesmith convert my.keras --data my.npz --format tflite --quant int8 --out my.tflite",
         "edgesmith convert my.keras --data photos/ --format onnx --quant int8 --out my.onnx",
         "edgesmith convert model.keras --format tflite --quant int8 --calibration train.npz "
@@ -52,8 +54,8 @@ def register(commands: Any) -> None:
         default="none",
         choices=(*QUANT_MODES, AUTO_QUANT),
         help="none (float32), fp16, dynamic (int8 weights), int8 (full integer, int8 in/out), "
-        "int16x8 (16-bit activations; tflite only), auto (tflite only: builds float32, int8, "
-        "dynamic, fp16 and selective int8 files from the per-op profile of full int8, "
+        "int16x8 (16-bit activations; tflite only), auto (tflite and onnx: builds float32, "
+        "int8, dynamic, fp16 and selective int8 files from the per-op profile of full int8, "
         "measures their accuracy and latency here and keeps the fastest within --budget). "
         "Default: none",
     )
@@ -74,9 +76,9 @@ def register(commands: Any) -> None:
     )
     sub.add_argument(
         "--backend",
-        default="litert",
         metavar="B",
-        help="--quant auto: the backend whose latency decides (default: litert, 1 thread)",
+        help="--quant auto: the backend whose latency decides, 1 thread (default: litert "
+        "for tflite, onnxruntime for onnx)",
     )
     sub.add_argument("--out", required=True, metavar="FILE", help="the .tflite/.onnx to write")
     sub.add_argument("--json", metavar="OUT", help="where to write the record (default FILE.json)")

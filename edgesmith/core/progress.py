@@ -27,6 +27,9 @@ class ProgressEvent:
     ``task`` names the work ("train cnn-digits"), ``message`` says what happened;
     ``done``/``total`` count steps when the task has them (epochs, variants); ``fields``
     carries numbers worth showing (loss, accuracy); ``level`` is ``info`` or ``warning``.
+    ``source`` names the task of a parallel run that reported it (set by
+    :func:`edgesmith.executor.run_graph`, empty for work done directly in this process), so
+    that two workers' ``train`` events keep apart.
     """
 
     task: str
@@ -35,6 +38,7 @@ class ProgressEvent:
     total: int | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     level: str = "info"
+    source: str = ""
 
 
 Progress = Callable[[ProgressEvent], None]

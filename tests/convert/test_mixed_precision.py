@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from edgesmith.cli import main
 from edgesmith.convert.config import ConversionConfig
 from edgesmith.convert.quant_auto import select_candidate
 from edgesmith.convert.quant_candidates import (
@@ -14,9 +14,17 @@ from edgesmith.convert.quant_candidates import (
     precision_summary,
     reference_ops_from_profile,
     selective_candidates,
+    slow_node_candidates,
     widened_float_ops,
 )
-from edgesmith.core.errors import ConfigError, EdgesmithError
+from edgesmith.convert.quant_nodes import (
+    AlignedNode,
+    AlignmentError,
+    align_nodes,
+    kernel_kind,
+    slow_nodes,
+)
+from edgesmith.core.errors import ConfigError, EdgesmithError, ModelFileError
 from edgesmith.plan import Target
 
 FAST = {"calibration_samples": 64, "eval_samples": 96}
@@ -84,7 +92,6 @@ def test_auto_config_is_validated_and_leaves_other_records_unchanged():
     plain = ConversionConfig(quant="int8").to_dict()
     assert not {"budget", "objective", "backend"} & set(plain)
     for bad, message in [
-        ({"format": "onnx"}, "--format tflite"),
         ({"budget": -1.0}, "--budget"),
         ({"objective": "energy"}, "--objective"),
         ({"backend": "onnxruntime"}, "runs .tflite"),
@@ -93,26 +100,7 @@ def test_auto_config_is_validated_and_leaves_other_records_unchanged():
         with pytest.raises(ConfigError, match=message):
             ConversionConfig(quant="auto", **bad)
     assert str(Target.parse("tflite:auto")) == "tflite:auto"
-    with pytest.raises(ConfigError, match="onnx:auto"):
-        Target.parse("onnx:auto")
-
-
-def test_cli_rejects_auto_for_onnx_before_loading_anything(tmp_path, capsys):
-    code = main(
-        [
-            "convert",
-            "cnn-digits",
-            "--format",
-            "onnx",
-            "--quant",
-            "auto",
-            "--out",
-            str(tmp_path / "m.onnx"),
-        ]
-    )
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "--quant auto" in err and "Traceback" not in err
+    assert str(Target.parse("onnx:auto")) == "onnx:auto"
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +137,14 @@ def test_auto_writes_the_fastest_measured_file_within_the_budget(auto_result):
     assert any(note.startswith("quant auto: chose") for note in record.notes)
     assert strategy["precision"]  # what computes in which precision in the chosen file
     assert auto["int8_profile"]["source"]
+    # The node-by-node comparison is in the record: its numbers, or why there are none.
+    slow = auto["slow_nodes"]
+    assert "rule" in slow and ("nodes" in slow or slow["skipped"])
+    for node in slow.get("nodes", []):
+        assert node["float"] == (node["position"] in slow["float_nodes"])
+    if "int8-float-slow-nodes" in rows:
+        kept = rows["int8-float-slow-nodes"]["float_nodes"]
+        assert [n["position"] for n in kept] == slow["float_nodes"]
 
 
 def test_selective_int8_keeps_layer_norm_float_and_weights_int8(tiny):
@@ -173,3 +169,153 @@ def test_selective_int8_keeps_layer_norm_float_and_weights_int8(tiny):
     assert full["compute"]["MEAN"] == ["int8"]  # what the selective file changed
     with pytest.raises(ConfigError, match="float_ops"):
         to_tflite(t.model, "transformer", ConversionConfig(quant="dynamic"), float_ops=("MEAN",))
+
+
+# --- single nodes in float32: two profiles aligned node by node ---------------------------
+
+
+def _node(position, int8_ms, float_ms, op="CONV_2D"):
+    return AlignedNode(position, op, position, "int8 kernel", "f32 kernel", int8_ms, float_ms)
+
+
+def test_slow_nodes_need_a_clear_ratio_and_a_visible_share_of_the_latency():
+    nodes = [
+        _node(0, 0.096, 0.014),  # the 1-channel first conv: 7x slower, most of the time
+        _node(1, 0.0055, 0.0040),  # 1.4x but 0.0015 ms of 0.17: the timers' noise
+        _node(2, 0.030, 0.025),  # 1.2x: not clearly slower
+        _node(3, 0.020, 0.0),  # float32's timer read zero: infinitely slower, and visible
+    ]
+    assert [n.position for n in slow_nodes(nodes, 0.17)] == [0, 3]
+    assert [n.position for n in slow_nodes(nodes, 0.17, share=0.005)] == [0, 1, 3]
+    assert [n.position for n in slow_nodes(nodes, 0.17, ratio=1.1, share=0.0)] == [0, 1, 2, 3]
+    assert slow_nodes(nodes, 10.0) == []  # no node is 5% of a 10 ms model
+    assert nodes[0].to_dict()["int8_over_float"] == pytest.approx(6.857, abs=1e-3)
+    assert nodes[3].ratio is None
+
+
+def test_slow_node_candidates_keep_the_nodes_and_say_why():
+    nodes = [_node(0, 0.096, 0.014)]
+    assert slow_node_candidates([], ["SOFTMAX"]) == []
+    only, combined = slow_node_candidates(nodes, ["SOFTMAX", "SOFTMAX"])
+    assert only.name == "int8-float-slow-nodes" and only.float_ops == ()
+    assert combined.float_ops == ("SOFTMAX",) and combined.float_nodes == only.float_nodes
+    assert only.quant == "int8" and only.weight_bits == 8
+    assert "0.0960 ms int8 vs 0.0140 ms float32" in only.why
+    row = only.summary()
+    assert row["float_nodes"][0]["int8_ms"] == 0.096 and row["float_nodes"][0]["position"] == 0
+    assert "float_nodes" not in Candidate("int8", "int8", "").summary()
+    assert [c.name for c in slow_node_candidates(nodes)] == ["int8-float-slow-nodes"]
+
+
+def test_kernel_kinds_of_xnnpack_operators():
+    assert kernel_kind("Convolution (NHWC, QC8) IGEMM") == "convolution"
+    assert kernel_kind("Convolution (NHWC, QC8) DWConv") == "depthwise"
+    assert kernel_kind("Fully Connected (NC, QS8, QC8W) GEMM") == "fully-connected"
+    assert kernel_kind("Deconvolution (NHWC, F32)") == "deconvolution"
+    assert kernel_kind("Mean (ND) Reduce") is None and kernel_kind("SOFTMAX") is None
+
+
+@pytest.fixture(scope="module")
+def ds_files(tmp_path_factory):
+    """A small untrained DS-CNN (1-channel conv, depthwise, 1x1 conv, dense) in float32 and
+    int8, each with its per-op profile on litert: what the alignment reads."""
+    import numpy as np
+
+    from edgesmith.convert.tflite import to_tflite
+    from edgesmith.runtime.profile_ops import ProfileUnavailable, profile_file
+    from edgesmith.runtime.tflite_flatbuffer import parse_flatbuffer
+    from edgesmith.zoo.tfkeras import keras, set_seed
+
+    k = keras()
+    set_seed(0)
+    inputs = k.Input((20, 8, 1))
+    x = k.layers.Conv2D(8, (4, 3), strides=2, padding="same", activation="relu")(inputs)
+    x = k.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = k.layers.Conv2D(8, 1, activation="relu")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inputs, k.layers.Dense(4, activation="softmax")(x), name="tiny_ds")
+    x_cal = np.random.default_rng(0).normal(size=(32, 20, 8, 1)).astype(np.float32)
+    folder = tmp_path_factory.mktemp("nodes")
+    files = {"model": model, "x": x_cal}
+    for quant in ("none", "int8"):
+        config = ConversionConfig(quant=quant, calibration_samples=32)
+        content = to_tflite(model, "cnn", config, x_calibration=x_cal).content
+        path = folder / f"{quant}.tflite"
+        path.write_bytes(content)
+        try:
+            profile = profile_file(path, "litert", threads=1, runs=20, warmup=2)
+        except ProfileUnavailable as exc:
+            pytest.skip(f"no LiteRT profiler here: {exc}")
+        files[quant] = (parse_flatbuffer(content, path).main.ops, profile.ops)
+    return files
+
+
+def test_alignment_pairs_the_weight_ops_of_real_profiles(ds_files):
+    f_ops, f_prof = ds_files["none"]
+    q_ops, q_prof = ds_files["int8"]
+    nodes = align_nodes(f_prof, q_prof, f_ops, q_ops)
+    assert [n.op for n in nodes] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    assert [n.position for n in nodes] == [0, 1, 2, 3]
+    for node in nodes:  # each points at its own op of the int8 file, kinds agreeing
+        assert q_ops[node.op_index].name == node.op
+        assert kernel_kind(node.int8_kernel) == kernel_kind(node.float_kernel)
+        assert "F32" in node.float_kernel and "F32" not in node.int8_kernel
+        assert node.int8_ms >= 0 and node.float_ms >= 0
+    assert kernel_kind(nodes[1].int8_kernel) == "depthwise"
+    assert kernel_kind(nodes[2].int8_kernel) == "fully-connected"  # the 1x1 conv's GEMM
+
+
+def test_alignment_refuses_to_guess(ds_files):
+    f_ops, f_prof = ds_files["none"]
+    q_ops, q_prof = ds_files["int8"]
+    weight = [i for i, e in enumerate(q_prof) if kernel_kind(str(e["op"]))]
+    missing = [e for i, e in enumerate(q_prof) if i != weight[0]]
+    with pytest.raises(AlignmentError, match="int8 profile has 3 weight-op entries for 4"):
+        align_nodes(f_prof, missing, f_ops, q_ops)
+    swapped = list(q_prof)  # the depthwise entry where the first conv's should be
+    swapped[weight[0]], swapped[weight[1]] = swapped[weight[1]], swapped[weight[0]]
+    with pytest.raises(AlignmentError, match="weight op 0 is CONV_2D"):
+        align_nodes(f_prof, swapped, f_ops, q_ops)
+    with pytest.raises(AlignmentError, match="weight ops differ"):
+        align_nodes(f_prof, q_prof, f_ops, q_ops[:-2])
+    whole = [{"op": "TfLiteXNNPackDelegate", "delegate": "TfLiteXNNPackDelegate", "ms": 0.1}]
+    with pytest.raises(AlignmentError, match="as a whole"):
+        align_nodes(f_prof, whole, f_ops, q_ops)
+
+
+def test_float_nodes_keep_exactly_those_ops_float(ds_files, tmp_path):
+    import numpy as np
+
+    from edgesmith.convert.tflite import to_tflite
+    from edgesmith.runtime.tflite_flatbuffer import parse_flatbuffer
+
+    model, x = ds_files["model"], ds_files["x"]
+    config = ConversionConfig(quant="int8", calibration_samples=32)
+    result = to_tflite(model, "cnn", config, x_calibration=x, float_nodes=[(0, "CONV_2D")])
+    main = parse_flatbuffer(result.content, Path("m.tflite")).main
+    computes = {
+        op.index: main.tensors[op.outputs[0]].dtype
+        for op in main.ops
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+    }
+    assert list(computes.values()) == ["float32", "int8", "int8", "int8"]
+    assert main.tensors[main.inputs[0]].dtype == "int8"  # full int8 at the boundaries
+    (kept,) = result.strategy["float_nodes"]
+    assert kept["position"] == 0 and kept["op"] == "CONV_2D" and kept["tensor"]
+    # Its weights are stored in float16 and unpacked by a DEQUANTIZE into the float32 filter.
+    assert kept["weights"] == "float16"
+    conv = next(op for op in main.ops if op.name == "CONV_2D")
+    (unpack,) = [op for op in main.ops if op.outputs == [conv.inputs[1]]]
+    assert unpack.name == "DEQUANTIZE" and main.tensors[unpack.inputs[0]].dtype == "float16"
+    assert main.tensors[unpack.inputs[0]].constant and not main.tensors[conv.inputs[1]].constant
+    # The file runs and computes what the Keras model does, to 8-bit rounding.
+    from edgesmith.convert.parity import predict_file
+
+    path = tmp_path / "slow-nodes.tflite"
+    path.write_bytes(result.content)
+    reference = model.predict(x[:8], verbose=0)
+    assert np.max(np.abs(predict_file(path, x[:8]) - reference)) < 0.1
+    with pytest.raises(ModelFileError, match="float node 1 should be a CONV_2D"):
+        to_tflite(model, "cnn", config, x_calibration=x, float_nodes=[(1, "CONV_2D")])
+    with pytest.raises(ConfigError, match="float_nodes"):
+        to_tflite(model, "cnn", ConversionConfig(quant="fp16"), float_nodes=[(0, "CONV_2D")])

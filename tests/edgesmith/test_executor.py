@@ -83,6 +83,131 @@ def test_events_of_tasks_in_workers_reach_the_caller():
     assert task_progress() is None  # outside a task there is nothing to report to
 
 
+def _report_then_wait(marker: str, name: str) -> bool:
+    """Says it is waiting, then waits (20 s at most) for the caller to create ``marker``."""
+    import time
+    from pathlib import Path
+
+    report = task_progress()
+    report(ProgressEvent(name, "waiting", fields={"marker": marker}))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if Path(marker).exists():
+            report(ProgressEvent(name, "released"))
+            return True
+        time.sleep(0.02)
+    return False  # the event did not reach the caller while this task ran
+
+
+def _live_delivery(executor, tmp_path):
+    """Two tasks at once, each released only by the caller's reaction to its first event."""
+    from pathlib import Path
+
+    events = []
+
+    def progress(event):
+        events.append(event)
+        if event.message == "waiting":
+            Path(event.fields["marker"]).touch()
+
+    tasks = [
+        Task(_report_then_wait, (str(tmp_path / name), name), label=f"job {name}")
+        for name in ("a", "b")
+    ]
+    assert run_graph(executor, tasks, progress=progress) == [True, True]
+    by_source = {}
+    for event in events:
+        by_source.setdefault(event.source, []).append(event.message)
+    # Each event names the task it came from; none is lost or repeated.
+    assert by_source == {"job a": ["waiting", "released"], "job b": ["waiting", "released"]}
+
+
+def test_worker_events_reach_the_caller_while_the_task_runs(tmp_path):
+    with make_executor("local", workers=2) as executor:
+        _live_delivery(executor, tmp_path)
+        # The line stays open for the next graph on the same executor (tune runs several).
+        again = tmp_path / "again"
+        again.mkdir()
+        _live_delivery(executor, again)
+
+
+def _count_slowly(n: int) -> int:
+    import time
+
+    report = task_progress()
+    for i in range(n):
+        report(ProgressEvent("count", "step", done=i + 1, total=n, fields={"i": i}))
+        time.sleep(0.01)
+    return n
+
+
+def _events_by_task(kind, **options):
+    events = []
+    tasks = [Task(_count_slowly, (n,), label=f"count {n}") for n in (3, 6, 4)]
+    with make_executor(kind, **options) as executor:
+        results = run_graph(executor, tasks, progress=events.append)
+    assert sorted(results) == [3, 4, 6]
+    by_task = {}
+    for event in events:
+        by_task.setdefault(event.source, []).append(event)
+    return by_task
+
+
+def test_serial_and_local_deliver_the_same_events_per_task():
+    serial = _events_by_task("serial")
+    assert {source: [e.done for e in mine] for source, mine in serial.items()} == {
+        f"count {n}": list(range(1, n + 1)) for n in (3, 6, 4)
+    }
+    assert _events_by_task("local", workers=2) == serial
+
+
+def test_a_callback_error_is_raised_by_run_graph_not_taken_for_the_task():
+    def progress(event):
+        raise RuntimeError("callback broke")
+
+    seen = []
+    task = Task(_count_slowly, (2,), then=lambda value, error: seen.append(error) or [])
+    with pytest.raises(RuntimeError, match="callback broke"):
+        run_graph(SerialExecutor(), [task], progress=progress)
+    assert all(error is None for error in seen)  # the task did not get the callback's error
+
+
+def test_dispatch_orders_deduplicates_and_marks_a_retried_attempt():
+    from edgesmith.executor_events import EXECUTOR_TASK, Dispatch
+
+    def step(done):
+        return ProgressEvent("fine-tune", "epoch", done=done, total=3)
+
+    seen = []
+    dispatch = Dispatch(seen.append)
+    dispatch.expect(7, "")
+    dispatch.live((7, "first", 1, step(2)))  # ahead of a gap: held
+    assert seen == []
+    dispatch.live((7, "first", 0, step(1)))
+    dispatch.live((7, "first", 1, step(2)))  # twice: dropped
+    dispatch.live((7, "second", 0, step(1)))  # the worker died: a new attempt
+    dispatch.live((7, "first", 2, step(3)))  # the lost attempt, late: dropped
+    dispatch.finish(7, "second", [step(1), step(2), step(3)])  # the rest from the result
+    dispatch.live((7, "second", 2, step(3)))  # after the end: dropped
+    assert [(e.task, e.done, e.level) for e in seen] == [
+        ("fine-tune", 1, "info"),
+        ("fine-tune", 2, "info"),
+        (EXECUTOR_TASK, None, "warning"),
+        ("fine-tune", 1, "info"),
+        ("fine-tune", 2, "info"),
+        ("fine-tune", 3, "info"),
+    ]
+    assert {e.source for e in seen} == {"task 7"}
+    assert "again" in seen[2].message
+
+
+@pytest.mark.slow
+def test_ray_events_reach_the_caller_while_the_task_runs(tmp_path):
+    pytest.importorskip("ray")
+    with make_executor("ray", workers=2) as executor:
+        _live_delivery(executor, tmp_path)
+
+
 def test_local_pool_runs_tasks_in_other_processes():
     import os
 
