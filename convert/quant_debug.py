@@ -367,8 +367,11 @@ def _debug(
     def serve(x: Any) -> Any:
         return model(x, training=False)
 
+    # The converter owns only the variables (see tflite.run_light_first): no re-trace.
+    holder = t.Module()
+    holder.model_variables = list(model.variables)
     converter = t.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], model
+        [serve.get_concrete_function()], holder
     )
     converter.optimizations = [t.lite.Optimize.DEFAULT]
 

@@ -8,6 +8,9 @@ of 42.8 kB, 2.18x smaller than float32). Written once and shared, the numbers ar
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -151,3 +154,49 @@ def test_runtime_metadata_is_kept(files):
     written = _model(compact_flatbuffer(content))
     kept = {m.name.decode(): bytes(written.buffers[m.buffer].data) for m in written.metadata}
     assert kept == {"TFLITE_METADATA": b"keep me"}
+
+
+def test_the_converter_owning_only_the_variables_gives_the_models_file(dscnn):
+    from edgesmith.zoo.tfkeras import tf
+
+    model, _ = dscnn
+    t = tf()
+    spec = t.TensorSpec([1, *SHAPE], t.float32)
+    concrete = t.function(lambda x: model(x, training=False), input_signature=[spec])
+    concrete = concrete.get_concrete_function()
+    owners = []
+
+    def configured(owner):
+        owners.append(owner)
+        return t.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
+
+    light = tflite_module.run_light_first(configured, model)
+    assert owners[0] is not model and len(owners) == 1  # the light way converted it
+    full = bytes(configured(model).convert())
+    assert light == full
+
+
+def test_a_light_owner_the_converter_refuses_falls_back_to_the_model(dscnn):
+    from edgesmith.runtime.runners import open_runner
+    from edgesmith.zoo.tfkeras import tf
+
+    model, x = dscnn
+    t = tf()
+    spec = t.TensorSpec([1, *SHAPE], t.float32)
+    concrete = t.function(lambda v: model(v, training=False), input_signature=[spec])
+    concrete = concrete.get_concrete_function()
+    owners = []
+
+    def refusing_light(owner):  # as the converter would for a resource it cannot find
+        owners.append(owner)
+        if owner is not model:
+            raise ValueError("untracked resource")
+        return t.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
+
+    content = tflite_module.run_light_first(refusing_light, model)
+    assert len(owners) == 2 and owners[-1] is model
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(content)
+    with open_runner(path, backend="litert") as runner:
+        got = runner.predict(x[:1])
+    np.testing.assert_allclose(got, model(x[:1]).numpy(), atol=1e-4)
