@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from dataclasses import dataclass, field, fields
@@ -89,12 +90,15 @@ def supported_structures() -> list[str]:
 
 def default_targets() -> list[str]:
     """Every default target the conversion table offers, ``auto`` (mixed precision) too."""
+    from edgesmith.plan import Target
+
     targets = []
     for fmt, quants in _DEFAULT_TARGETS.items():
         offered = FORMAT_QUANT.get(fmt, ())
         targets += [f"{fmt}:{q}" for q in quants if q in offered]
-        if "auto" in offered:
-            targets.append(f"{fmt}:auto")
+        # auto is a search over the format's files, not a file mode: the plan's targets say
+        with contextlib.suppress(ConfigError):
+            targets.append(str(Target.parse(f"{fmt}:auto")))
     return targets
 
 

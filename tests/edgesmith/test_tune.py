@@ -75,7 +75,11 @@ def test_default_space_has_the_structures_and_modes_the_steps_offer():
 
     space = SearchSpace.default("cnn")
     assert space.steps["prune"]["structure"] == supported_structures()
-    assert ("tflite:auto" in space.targets) == ("auto" in FORMAT_QUANT["tflite"])
+    from edgesmith.plan import Target
+
+    assert [str(Target.parse(t)) for t in space.targets] == space.targets  # all plan targets
+    for fmt in FORMAT_QUANT:  # auto (mixed precision) is searched in every format
+        assert f"{fmt}:auto" in space.targets
 
 
 def _config(out, space, **overrides):
