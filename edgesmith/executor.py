@@ -118,6 +118,9 @@ class Task:
     args: tuple[Any, ...] = ()
     then: Callable[[Any, BaseException | None], Sequence[Task] | None] | None = None
     label: str = ""
+    # Ready tasks start highest first (ties in the order they came): long work first, so
+    # that a long task does not start last and leave the other workers idle at the end.
+    priority: float = 0.0
 
 
 class Executor:
@@ -352,15 +355,19 @@ def run_graph(
     results: list[Any] = []
     queue = list(tasks)
     failure: BaseException | None = None
+    # No more in flight than there are workers: the rest wait here, where their priority
+    # still decides which starts next (a pool's own queue is first come, first served).
+    capacity = max(1, executor.workers)
     while queue or pending:
-        for task in queue:
+        queue.sort(key=lambda t: -t.priority)  # stable: equal priorities keep their order
+        while queue and len(pending) < capacity:
+            task = queue.pop(0)
             number = next(_numbers)
             dispatch.expect(number, task.label)
             pending[executor.submit(_in_worker, sender, number, task.fn, *task.args)] = (
                 task,
                 number,
             )
-        queue = []
         # With a live line, wake up now and then to hand on what arrived meanwhile.
         done = executor.wait(list(pending), timeout=None if line is None else POLL_S)
         for item in line.take() if line is not None else []:

@@ -83,7 +83,7 @@ class _PlanGraph:
             return then()
 
         args = (self.plan, self.root, self.runner.store_arg, method, args)
-        return Task(build_stage, args, then=done, label=label)
+        return Task(build_stage, args, then=done, label=label, priority=_priority(stage, args))
 
     def _now_or_later(self, task: Task | None, then: Any) -> list[Task]:
         return [task] if task is not None else then()
@@ -110,6 +110,7 @@ class _PlanGraph:
                     args,
                     then=lambda e, x, n=name: self.trained(n, e or x),
                     label=name,
+                    priority=STAGE_PRIORITY["train"],
                 )
             else:
                 task = None
@@ -158,3 +159,15 @@ class _PlanGraph:
             task = self.task("convert", key, f"{label} {target}", "convert", (model, target), list)
             tasks += [task] if task else []
         return tasks
+
+
+# Which ready task starts first (see Task.priority): the stages that train before those that
+# convert, and a conversion that measures candidates (auto) before a plain one.
+STAGE_PRIORITY = {"train": 4.0, "import": 4.0, "compress": 3.0, "convert": 1.0, "evalset": 0.0}
+AUTO_CONVERT_PRIORITY = 2.0
+
+
+def _priority(stage: str, args: tuple[Any, ...]) -> float:
+    if stage == "convert" and str(args[-1][-1]).endswith(":auto"):
+        return AUTO_CONVERT_PRIORITY
+    return STAGE_PRIORITY.get(stage, 0.0)

@@ -208,6 +208,29 @@ def test_ray_events_reach_the_caller_while_the_task_runs(tmp_path):
         _live_delivery(executor, tmp_path)
 
 
+def _pid_and_time(name: str) -> tuple[str, int, float]:
+    import os
+    import time
+
+    time.sleep(0.2)
+    return name, os.getpid(), time.monotonic()
+
+
+@pytest.mark.parametrize("kind", ["serial", "local"])
+def test_ready_tasks_start_by_priority_then_in_order(kind):
+    names = ["short-a", "long", "short-b", "middle"]
+    priority = {"long": 3.0, "middle": 2.0}
+    tasks = [Task(_pid_and_time, (n,), priority=priority.get(n, 0.0)) for n in names]
+    with make_executor(kind, workers=2) as executor:
+        finished = run_graph(executor, tasks)
+    started = [name for name, _pid, _t in sorted(finished, key=lambda r: r[2])]
+    if kind == "serial":
+        assert started == ["long", "middle", "short-a", "short-b"]
+    else:  # two at a time: the two highest first, then the rest
+        assert set(started[:2]) == {"long", "middle"}
+        assert set(started[2:]) == {"short-a", "short-b"}
+
+
 def test_local_pool_runs_tasks_in_other_processes():
     import os
 
