@@ -17,7 +17,8 @@ agreement with the float32 file where there are none) and its latency on the tar
 backend (1 thread), all files side by side in alternating rounds so that a busy machine
 slows them alike. The choice: among the files within ``budget`` points of float32, those
 with 8-bit weights (the point of quantizing: about 4x smaller), the fastest
-(``objective="latency"``) or the smallest (``"size"``); only when none keeps the accuracy,
+(``objective="latency"``; of files within 3% of the fastest, a tie timing cannot split,
+the smallest) or the smallest (``"size"``); only when none keeps the accuracy,
 the best of the rest. The record's ``strategy.auto`` has every candidate's numbers.
 
 Example:
@@ -57,6 +58,7 @@ from edgesmith.core.errors import ConfigError, EdgesmithError
 THREADS = 1  # edge devices run one inference on one core; XNNPACK's default here too
 VALIDATION_SAMPLES = 500  # without labelled data: calibration samples compared with float32
 ROUNDS = 12  # alternating rounds of the latency measurement
+SAME_SPEED = 0.03  # p50s closer than this are a tie (timing noise here is about 1-2%)
 ROUND_SECONDS = 0.03  # each file runs at least this long per round (and at least 5 times)
 
 
@@ -182,14 +184,20 @@ def select_candidate(
         best = min(c.drop_pt for c in measured if c.drop_pt is not None)
         pool = [c for c in measured if c.drop_pt == best]
 
-    def by_latency(c: Candidate) -> tuple[float, int]:
-        return (float(c.latency_ms or 0.0), c.size_bytes)
-
     def by_size(c: Candidate) -> tuple[float, int]:
         return (float(c.size_bytes), int((c.latency_ms or 0.0) * 1e6))
 
-    chosen = min(pool, key=by_latency if objective == "latency" else by_size)
     what = "fastest" if objective == "latency" else "smallest"
+    if objective == "latency":
+        # Files within SAME_SPEED of the fastest are as fast as timing here can tell: the
+        # smallest of them wins, so that noise does not pick between equals run to run.
+        fastest = min(float(c.latency_ms or 0.0) for c in pool)
+        tied = [c for c in pool if float(c.latency_ms or 0.0) <= fastest * (1 + SAME_SPEED)]
+        chosen = min(tied, key=by_size)
+        if len(tied) > 1:
+            what = f"smallest of the fastest (within {SAME_SPEED:.0%} of each other)"
+    else:
+        chosen = min(pool, key=by_size)
     return chosen, f"{what} of the {scope} ({', '.join(c.name for c in pool)})"
 
 

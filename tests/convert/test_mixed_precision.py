@@ -319,3 +319,14 @@ def test_float_nodes_keep_exactly_those_ops_float(ds_files, tmp_path):
         to_tflite(model, "cnn", config, x_calibration=x, float_nodes=[(1, "CONV_2D")])
     with pytest.raises(ConfigError, match="float_nodes"):
         to_tflite(model, "cnn", ConversionConfig(quant="fp16"), float_nodes=[(0, "CONV_2D")])
+
+
+def test_files_as_fast_as_timing_can_tell_are_split_by_size():
+    def cand(name, size, ms):
+        return Candidate(name, "int8", "", content=b"x" * size, drop_pt=0.0, latency_ms=ms)
+
+    fast_big, fast_small = cand("int8", 300, 1.000), cand("dynamic", 200, 1.02)
+    chosen, why = select_candidate([fast_big, fast_small, cand("x", 100, 2.0)], 0.5, "latency")
+    assert chosen is fast_small and "smallest of the fastest" in why
+    clearly_faster = cand("int8", 300, 0.9)
+    assert select_candidate([clearly_faster, fast_small], 0.5, "latency")[0] is clearly_faster
