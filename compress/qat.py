@@ -74,7 +74,7 @@ from edgesmith.compress.step import (
     check_range,
     check_regex,
 )
-from edgesmith.core.errors import ConfigError
+from edgesmith.core.errors import ConfigError, EdgesmithError
 from edgesmith.zoo.datasets import DatasetSplits
 
 PRESERVE = ("auto", "none", "sparsity", "clusters")
@@ -369,21 +369,25 @@ def run(
             )
             callbacks.extend(keep_zeros(qat_model, skip=targets))  # excluded, float layers
         frozen = freeze_batch_norm(qat_model) if config.freeze_batch_norm else []
-        history = train_loop(
-            qat_model,
-            data,
-            epochs=config.epochs,
-            learning_rate=config.learning_rate,
-            batch_size=batch_size,
-            decay_floor=DECAY_FLOOR,
-            task="quantization-aware training",
-            seed=context.seed,
-            progress=context.progress,
-            callbacks=callbacks,
-            keep_best_from=0 if config.keep_best else None,
-        )
-        for layer in frozen:
-            layer.trainable = True
+        try:
+            history = train_loop(
+                qat_model,
+                data,
+                epochs=config.epochs,
+                learning_rate=config.learning_rate,
+                batch_size=batch_size,
+                decay_floor=DECAY_FLOOR,
+                task="quantization-aware training",
+                seed=context.seed,
+                progress=context.progress,
+                callbacks=callbacks,
+                keep_best_from=0 if config.keep_best else None,
+            )
+        finally:
+            for layer in frozen:
+                layer.trainable = True
+        if preserve == "clusters" and not notes:  # tfmot's cluster-preserving scheme ran
+            qat_model = default_scheme_twin(qat_model, annotated, objects, data.x_test[:16])
     details = {
         "plan": layers_plan.to_dict(),
         "preserve": preserve,
@@ -391,6 +395,51 @@ def run(
         "notes": notes,
     }
     return StepResult(qat_model, history, details)
+
+
+def default_scheme_twin(trained: Any, annotated: Any, objects: dict[str, Any], x: Any) -> Any:
+    """``trained`` (cluster-preserving QAT) as tfmot's default scheme, which a file can hold.
+
+    The cluster-preserving quantizer keeps each layer's centroids, indices and original
+    weights as extra variables of its wrapper, but a saved file names only the default
+    quantize config: loading it builds default wrappers and finds three weights too many.
+    Training leaves the clustered kernel in the kernel variable, so the default-scheme
+    twin holding the same kernels and learned ranges computes the same; ``x`` checks it.
+    """
+    import numpy as np
+
+    from edgesmith.zoo.tfkeras import tfmot
+
+    quantization = tfmot().quantization.keras
+    with quantization.quantize_scope(objects):
+        twin = quantization.quantize_apply(annotated)
+    _keep_token_ids_exact(twin)
+
+    def key(layer: Any, weight: Any) -> str:  # "kernel:0", "min:0": without the layer's name
+        name = weight.name.rsplit("/", 1)[-1]
+        return name[len(layer.name) + 1 :] if name.startswith(layer.name + "_") else name
+
+    for mine, theirs in zip(twin.layers, trained.layers, strict=True):
+        wanted = [key(mine, w) for w in mine.weights]
+        shared = [w for w in theirs.weights if key(theirs, w) in set(wanted)]
+        names = [key(theirs, w) for w in shared]
+        if names != wanted:
+            raise EdgesmithError(
+                f"layer {mine.name}: the cluster-preserving QAT model holds {names}, the "
+                f"default scheme {wanted}",
+                expected="the same weights besides the clustering ones",
+                fix="run qat:preserve=none after clustering",
+            )
+        mine.set_weights([w.numpy() for w in shared])
+    got, want = twin.predict(x, verbose=0), trained.predict(x, verbose=0)
+    if not np.allclose(got, want, atol=1e-4):
+        raise EdgesmithError(
+            "the cluster-preserving QAT model and its default-scheme twin disagree "
+            f"(largest difference {float(np.max(np.abs(got - want))):.3g})",
+            expected="the same outputs",
+            fix="run qat:preserve=none after clustering",
+        )
+    return twin
 
 
 def _registry() -> Any:

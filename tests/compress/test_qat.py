@@ -126,8 +126,9 @@ def test_qat_after_pruning_preserves_the_sparsity(tiny):
     assert weight_summary(result.model)["sparsity"] == pytest.approx(0.6, abs=0.01)
 
 
-def test_qat_after_clustering_keeps_the_clusters(tiny):
+def test_qat_after_clustering_keeps_the_clusters_and_round_trips(tiny, tmp_path):
     from edgesmith.compress import cluster
+    from edgesmith.zoo.store import load_keras_model
 
     case = tiny["cnn"]
     clustered = cluster.run(case.model, case.data, cluster.ClusterConfig(clusters=8, epochs=1))
@@ -137,6 +138,14 @@ def test_qat_after_clustering_keeps_the_clusters(tiny):
     for name in clustered.clustered:
         # tfmot's CQAT trains the centroids of each output channel of a convolution.
         assert layers[name]["unique_weights_per_channel"] <= 8, name
+    # tfmot's cluster-preserving wrappers do not load from a file; the step's model does.
+    path = tmp_path / "model.keras"
+    qat.save_qat_model(result.model, path)
+    loaded = load_keras_model(path, qat=True)
+    x = case.data.x_test[:16]
+    np.testing.assert_allclose(
+        result.model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-5
+    )
 
 
 def test_calibration_sets_ranges_from_data(tiny):
