@@ -148,6 +148,7 @@ class _Search:
         self.root = str((self.out / "stages").resolve())
         self.started = time.monotonic()
         self.floor: float | None = None
+        self.stop_below: float | None = None
         self.space: Any = None
 
     def job(self, recipe: str, target: str, *, floor: float | None = None) -> TrialJob:
@@ -192,6 +193,8 @@ class _Search:
             raise ConfigError(f"{self.config.model}: cannot measure the float model: {val.error}")
         self.reference_accuracy = {"validation": val.accuracy, "test": test.accuracy}
         self.floor = val.accuracy - self.config.budget / 100.0
+        # The pruner stops a trial only this far below the budget (see tune_space's pruner).
+        self.stop_below = self.floor - self.space.slack_pt / 100.0
 
     def open_study(self) -> Any:
         import optuna
@@ -262,7 +265,7 @@ class _Search:
             for _ in range(min(left, max(1, self.executor.workers))):
                 trial = study.ask()
                 params = self.space.sample(trial)
-                job = self.job(self.space.recipe(params), params["target"], floor=self.floor)
+                job = self.job(self.space.recipe(params), params["target"], floor=self.stop_below)
                 batch.append((trial, job))
                 self.report(
                     ProgressEvent(TASK, f"trial {trial.number}: {job.recipe_name} -> {job.target}")

@@ -11,7 +11,8 @@ A search space is a mapping (the defaults below, per family, or a YAML/JSON file
     distill: {width: [0.25, 0.5, 0.75]}
     qat_step: {epochs: [1]}                   # the QAT step's own parameters
     targets: [tflite:none, tflite:int8, onnx:int8]
-    pruner: {warmup_epochs: 2}                # epochs of each fine-tuning before pruning
+    pruner: {warmup_epochs: 2, slack_pt: 2.0} # epochs of each fine-tuning before pruning, and
+                                              # how far below the budget an epoch may fall
 
 A parameter is a list (the choices; ``null`` keeps the step's default, for ``epochs`` and
 ``learning_rate`` the automatic fine-tuning budget), a ``{low, high[, step][, log]}``
@@ -56,7 +57,9 @@ _BASE: dict[str, Any] = {
     "distill": {"width": [0.25, 0.5, 0.75], "epochs": [None], "baseline": False},
     "qat_step": {"epochs": [1]},
     "targets": [],  # filled from the format/quant table: every mode that shrinks or speeds
-    "pruner": {"warmup_epochs": 2},
+    # A compressed model recovers over its fine-tuning: an early epoch a little below the
+    # budget says little, one far below it (slack_pt more) says the trial is lost.
+    "pruner": {"warmup_epochs": 2, "slack_pt": 2.0},
 }
 # What differs per family: recurrent students need depth kept; attention tolerates less
 # pruning without the automatic budget's long recovery.
@@ -112,6 +115,7 @@ class SearchSpace:
     targets: list[str]
     warmup_epochs: int = 2
     source: str = "defaults"
+    slack_pt: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -172,7 +176,13 @@ class SearchSpace:
             raise ConfigError(
                 f"{source}: empty techniques or targets", expected="at least one of each"
             )
-        warmup = int((values.get("pruner") or {}).get("warmup_epochs", 2))
+        pruner = values.get("pruner") or {}
+        warmup, slack = int(pruner.get("warmup_epochs", 2)), float(pruner.get("slack_pt", 2.0))
+        if warmup < 0 or not 0 <= slack <= 100:
+            raise ConfigError(
+                f"{source}: pruner {pruner}",
+                expected="warmup_epochs >= 0 and slack_pt from 0 to 100 (accuracy points)",
+            )
         return cls(
             techniques,
             [bool(q) for q in _as_list(values.get("qat", [False]))],
@@ -180,6 +190,7 @@ class SearchSpace:
             targets,
             warmup,
             source,
+            slack,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,7 +198,7 @@ class SearchSpace:
         for step, section in STEP_SECTIONS.items():
             out[section] = self.steps.get(step, {})
         out["targets"] = self.targets
-        out["pruner"] = {"warmup_epochs": self.warmup_epochs}
+        out["pruner"] = {"warmup_epochs": self.warmup_epochs, "slack_pt": self.slack_pt}
         return out
 
     # -- sampling ------------------------------------------------------------------------
@@ -207,7 +218,12 @@ class SearchSpace:
         for step in chosen:
             for name, spec in self.steps.get(step, {}).items():
                 params[f"{step}.{name}"] = _suggest(trial, f"{step}.{name}", spec)
-        params["target"] = trial.suggest_categorical("target", self.targets)
+        # A QAT model is for full int8 (the converter keeps the ranges it learned).
+        int8 = [t for t in self.targets if t.endswith(":int8")]
+        if params["qat"] and int8:
+            params["target"] = trial.suggest_categorical("target_qat", int8)
+        else:
+            params["target"] = trial.suggest_categorical("target", self.targets)
         return params
 
     def recipe(self, params: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@ A trial is a recipe and a target. Its stages (compress, convert, the validation
 ``evalset``) run through :class:`~edgesmith.plan_runner.PlanRunner` and its stage cache in a
 worker, so a trial repeating another's recipe reuses its compressed model. While the
 recipe fine-tunes, each epoch's validation accuracy goes to an Optuna
-:class:`~optuna.pruners.ThresholdPruner` whose floor is the budget: a trial whose accuracy
-is still below the floor after ``warmup`` epochs of a training stops there. (Optuna's own
+:class:`~optuna.pruners.ThresholdPruner` whose floor is the budget less the search space's
+``slack_pt``: a trial whose accuracy is still below it after ``warmup`` epochs of a training
+stops there (a model recovering over its fine-tuning may dip a little below the budget early). (Optuna's own
 ``Trial.report``/``should_prune`` refuse multi-objective studies, so the worker asks the
 pruner itself with the trial's intermediate values, which are kept on the trial.)
 """

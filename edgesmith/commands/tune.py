@@ -28,7 +28,7 @@ def register(commands: Any) -> None:
         "  cluster: {clusters: [8, 16, 32]}\n"
         "  distill: {width: [0.25, 0.5]}\n"
         "  targets: [tflite:int8, onnx:int8]\n"
-        "  pruner: {warmup_epochs: 2}\n\n"
+        "  pruner: {warmup_epochs: 2, slack_pt: 2.0}  # stop a trial 2 pt below the budget\n\n"
         + examples(
             "edgesmith tune cnn-digits --budget 1.0 --objective size --trials 20 --out tune/cnn",
             "edgesmith tune model.keras --data data.npz --budget 0.5 --objective latency "

@@ -82,6 +82,24 @@ def test_default_space_has_the_structures_and_modes_the_steps_offer():
         assert f"{fmt}:auto" in space.targets
 
 
+def test_qat_trials_convert_to_int8_and_the_pruner_leaves_slack(tmp_path):
+    import optuna
+
+    space = SearchSpace.default("cnn")
+    assert space.slack_pt == 2.0 and space.to_dict()["pruner"]["slack_pt"] == 2.0
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    targets = {True: set(), False: set()}
+    for _ in range(60):
+        params = space.sample(study.ask())
+        targets[params["qat"]].add(params["target"])
+    assert targets[True] and all(t.endswith(":int8") for t in targets[True])
+    assert any(not t.endswith(":int8") for t in targets[False])
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"pruner": {"warmup_epochs": 1, "slack_pt": -1}}))
+    with pytest.raises(ConfigError, match="slack_pt"):
+        space_for(path, "cnn")
+
+
 def _config(out, space, **overrides):
     from edgesmith.tune import TuneConfig
 
