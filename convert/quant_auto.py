@@ -81,21 +81,10 @@ def auto_tflite(
     candidate (accuracy, drop in points, size, p50 latency, speed ratio to float32) and
     why the chosen one won.
     """
-    if qat:
-        raise ConfigError(
-            "--quant auto on a quantization-aware-trained model",
-            expected="--quant int8: QAT learned its 8-bit ranges for full int8",
-            fix="convert the QAT model with --quant int8, or the float model with --quant auto",
-        )
-    if x_calibration is None:
-        raise ConfigError(
-            "--quant auto without calibration data",
-            expected="real input samples (the int8 candidates are calibrated on them)",
-            fix="convert a zoo model or model folder, or pass --data or --calibration FILE.npz",
-        )
-    labelled = x_val is not None and y_val is not None
-    if x_val is None:
-        x_val = pick_samples(x_calibration, VALIDATION_SAMPLES, config.seed + 1)
+    x_val, labelled = auto_inputs(
+        "--quant auto", x_calibration, x_val, y_val, config.seed, qat=qat,
+        qat_expected="--quant int8: QAT learned its 8-bit ranges for full int8",
+    )  # fmt: skip
     candidates = plain_candidates()
     with tempfile.TemporaryDirectory(prefix="edgesmith-auto-") as tmp:
         folder = Path(tmp)
@@ -124,10 +113,7 @@ def auto_tflite(
                 more += slow_node_candidates(slow, measured)
             for cand in more:
                 _build(cand, model, family, config, x_calibration)
-                same = next((c for c in candidates if c.content == cand.content), None)
-                if same is not None and cand.content:  # e.g. an LSTM's gates were float already
-                    cand.error = f"the same file as {same.name}: not measured twice"
-                candidates.append(cand)
+                add_distinct(candidates, cand)  # e.g. an LSTM's gates were float already
         measure_accuracy(candidates, folder, config.backend, x_val, y_val, logits)
         if not any(
             c.weight_bits == 8 and c.drop_pt is not None and c.drop_pt <= config.budget
@@ -146,6 +132,47 @@ def auto_tflite(
     chosen, reason = select_candidate(candidates, config.budget, config.objective)
     profiles = {"int8_profile": profile_info, "slow_nodes": nodes_info}
     return _result(chosen, candidates, config, reason, profiles, labelled, len(x_val))
+
+
+def auto_inputs(
+    what: str,
+    x_calibration: np.ndarray | None,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    seed: int,
+    *,
+    qat: bool,
+    qat_expected: str,
+) -> tuple[np.ndarray, bool]:
+    """The samples an auto search measures accuracy on, and whether they have labels.
+
+    Refuses a QAT model (it learned ranges for full int8) and a search without
+    calibration data; without ``x_val``, calibration samples stand in (unlabelled).
+    """
+    if qat:
+        raise ConfigError(
+            f"{what} on a quantization-aware-trained model",
+            expected=qat_expected,
+            fix="convert the QAT model with --quant int8, or the float model with --quant auto",
+        )
+    if x_calibration is None:
+        raise ConfigError(
+            f"{what} without calibration data",
+            expected="real input samples (the int8 candidates are calibrated on them)",
+            fix="convert a zoo model or model folder, or pass --data or --calibration FILE.npz",
+        )
+    labelled = x_val is not None and y_val is not None
+    if x_val is None:
+        x_val = pick_samples(x_calibration, VALIDATION_SAMPLES, seed + 1)
+    return x_val, labelled
+
+
+def add_distinct(candidates: list[Candidate], cand: Candidate) -> None:
+    """Append ``cand``; a file identical to an earlier candidate's is marked, not re-measured."""
+    same = next((c for c in candidates if c.content == cand.content), None)
+    if same is not None and cand.content:
+        cand.error = f"the same file as {same.name}: not measured twice"
+    candidates.append(cand)
 
 
 def select_candidate(
@@ -388,6 +415,8 @@ def _result(
 
 
 __all__ = [
+    "add_distinct",
+    "auto_inputs",
     "auto_tflite",
     "measure_accuracy",
     "measure_latencies",

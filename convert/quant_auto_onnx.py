@@ -53,16 +53,16 @@ from edgesmith.convert.onnx_export import OnnxResult, to_onnx
 from edgesmith.convert.quant_auto import (
     ROUNDS,
     THREADS,
+    add_distinct,
+    auto_inputs,
     measure_accuracy,
     measure_latencies,
     select_candidate,
     write_candidate,
 )
 from edgesmith.convert.quant_candidates import Candidate
-from edgesmith.convert.tflite import pick_samples
-from edgesmith.core.errors import ConfigError, EdgesmithError
+from edgesmith.core.errors import EdgesmithError
 
-VALIDATION_SAMPLES = 500  # without labelled data: calibration samples compared with float32
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Op types that hold the large weights: int8 in every selective candidate.
 ONNX_WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Gather", "LSTM", "GRU"})
@@ -132,21 +132,10 @@ def auto_onnx(
     static int8 candidates, ``x_val``/``y_val`` measure accuracy (without labels, top-1
     agreement with float32), and ``strategy["auto"]`` lists every candidate.
     """
-    if qat:
-        raise ConfigError(
-            "--format onnx --quant auto on a quantization-aware-trained model",
-            expected="--quant int8: ONNX Runtime recalibrates a QAT model for full int8",
-            fix="convert the QAT model with --quant int8, or the float model with --quant auto",
-        )
-    if x_calibration is None:
-        raise ConfigError(
-            "--format onnx --quant auto without calibration data",
-            expected="real input samples (the static int8 candidates are calibrated on them)",
-            fix="convert a zoo model or model folder, or pass --data or --calibration FILE.npz",
-        )
-    labelled = x_val is not None and y_val is not None
-    if x_val is None:
-        x_val = pick_samples(x_calibration, VALIDATION_SAMPLES, config.seed + 1)
+    x_val, labelled = auto_inputs(
+        "--format onnx --quant auto", x_calibration, x_val, y_val, config.seed, qat=qat,
+        qat_expected="--quant int8: ONNX Runtime recalibrates a QAT model for full int8",
+    )  # fmt: skip
     candidates: list[Candidate] = list(plain_onnx_candidates())
     with tempfile.TemporaryDirectory(prefix="edgesmith-auto-onnx-") as tmp:
         folder = Path(tmp)
@@ -164,10 +153,7 @@ def auto_onnx(
             )
             for cand in proposals:
                 build_onnx_candidate(cand, model, family, config, x_calibration)
-                same = next((c for c in candidates if c.content == cand.content), None)
-                if same is not None and cand.content:
-                    cand.error = f"the same file as {same.name}: not measured twice"
-                candidates.append(cand)
+                add_distinct(candidates, cand)
         measure_accuracy(candidates, folder, str(config.backend), x_val, y_val, logits)
         runnable = {
             c.name: write_candidate(folder, c) for c in candidates if c.content and not c.error
