@@ -154,7 +154,8 @@ def _cores() -> int:
 def _trial_count(trials: object) -> int:
     """Finished trials (complete, pruned or failed) from ``tune.json``'s ``trials``."""
     if isinstance(trials, dict):
-        return int(sum(v for k, v in trials.items() if k != "running" and isinstance(v, int)))
+        skip = ("running", "repeats")  # repeats were told earlier numbers, not run
+        return int(sum(v for k, v in trials.items() if k not in skip and isinstance(v, int)))
     if isinstance(trials, list):
         return len(trials)
     return int(trials or 0)

@@ -38,6 +38,7 @@ STUDY_NAME = "edgesmith-tune"
 OBJECTIVES = ("size", "latency")
 TASK = "edgesmith tune"
 DEFAULT_BACKENDS = {"tflite": "litert", "onnx": "onnxruntime"}
+RESAMPLES = 5  # asks for a point not measured yet before a repeat runs (see ask_novel)
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,11 @@ class _Search:
         return sum(
             1
             for t in study.get_trials(deepcopy=False)
-            if t.state in (states.COMPLETE, states.PRUNED)
-            or (t.state == states.FAIL and "error" in t.user_attrs)
+            if "repeat_of" not in t.user_attrs
+            and (
+                t.state in (states.COMPLETE, states.PRUNED)
+                or (t.state == states.FAIL and "error" in t.user_attrs)
+            )
         )
 
     def run(self, study: Any) -> None:
@@ -261,11 +265,9 @@ class _Search:
             left = self.config.trials - self.finished(study)
             if left <= 0 or self.out_of_time():
                 return
-            batch = []
+            batch: list[tuple[Any, TrialJob]] = []
             for _ in range(min(left, max(1, self.executor.workers))):
-                trial = study.ask()
-                params = self.space.sample(trial)
-                job = self.job(self.space.recipe(params), params["target"], floor=self.stop_below)
+                trial, job = self.ask_novel(study, {(j.recipe_name, j.target) for _, j in batch})
                 batch.append((trial, job))
                 self.report(
                     ProgressEvent(TASK, f"trial {trial.number}: {job.recipe_name} -> {job.target}")
@@ -281,6 +283,40 @@ class _Search:
             by_index = dict(built)
             for index, (trial, job) in enumerate(batch):  # benchmarks one at a time
                 self.tell(study, trial, job, by_index[index])
+
+    def ask_novel(self, study: Any, in_batch: set[tuple[str, str]]) -> tuple[Any, TrialJob]:
+        """A trial whose recipe and target no finished trial has measured yet.
+
+        Once TPE has found a good point it proposes it again and again. Such a repeat is
+        told the earlier trial's numbers at once (nothing runs; ``repeat_of`` marks it and
+        it does not count towards ``trials``) and the sampler is asked again; after
+        :data:`RESAMPLES` repeats in a row the last one runs (its stages are cached).
+        """
+        import optuna
+
+        states = optuna.trial.TrialState
+        seen = {
+            (t.user_attrs.get("recipe"), t.user_attrs.get("target")): t
+            for t in study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED))
+            if "repeat_of" not in t.user_attrs
+        }
+        for attempt in range(RESAMPLES):
+            trial = study.ask()
+            params = self.space.sample(trial)
+            job = self.job(self.space.recipe(params), params["target"], floor=self.stop_below)
+            key = (job.recipe_name, job.target)
+            earlier = seen.get(key)
+            if earlier is None or key in in_batch or attempt == RESAMPLES - 1:
+                return trial, job
+            for name, value in earlier.user_attrs.items():
+                if name != "record":  # one record per measured variant in the report
+                    trial.set_user_attr(name, value)
+            trial.set_user_attr("repeat_of", earlier.number)
+            if earlier.state == states.PRUNED:
+                study.tell(trial, state=states.PRUNED)
+            else:
+                study.tell(trial, earlier.values)
+        raise AssertionError("unreachable: the last attempt returns")
 
     def out_of_time(self) -> bool:
         limit = self.config.seconds
@@ -365,9 +401,12 @@ class _Search:
                     "file": _copy(record.file, self.out),
                     "validation_accuracy": row["accuracy"],
                 }
+        measured = [t for t in trials if "repeat_of" not in t.user_attrs]
         counts = {
-            s.name.lower(): sum(1 for t in trials if t.state == s) for s in optuna.trial.TrialState
+            s.name.lower(): sum(1 for t in measured if t.state == s)
+            for s in optuna.trial.TrialState
         }
+        counts["repeats"] = len(trials) - len(measured)  # told an earlier trial's numbers
         result = {
             "model": self.config.model,
             "objective": self.config.objective,

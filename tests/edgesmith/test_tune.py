@@ -148,7 +148,7 @@ def test_tune_writes_the_contract(tuned):
     # Within the budget on the validation split, where the search judged it.
     assert best["validation_accuracy"] >= written["reference_accuracy"]["validation"] - 0.05
     assert (out / "study.db").is_file() and (out / "report.md").is_file()
-    assert sum(result["trials"].values()) == 2
+    assert sum(v for k, v in result["trials"].items() if k != "repeats") == 2
     # Quantized trials were timed beside the float32 file of their format.
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     quantized = [r for r in records if r["quant"] != "none" and r["error"] is None]
@@ -168,7 +168,26 @@ def test_more_trials_extend_the_same_study(tuned, tiny_store):
     before = [t.params for t in optuna.load_study(study_name=STUDY_NAME, storage=storage).trials]
     run_tune(_config(out, space, trials=3, store=str(tiny_store)))
     after = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
-    assert len(after) == 3 and [t.params for t in after[:2]] == before
+    measured = [t for t in after if "repeat_of" not in t.user_attrs]
+    assert len(measured) == 3 and [t.params for t in after[: len(before)]] == before
+
+
+def test_a_point_measured_already_is_told_its_numbers_not_run_again(tiny_store, tmp_path):
+    import optuna
+
+    from edgesmith.tune import RESAMPLES, STUDY_NAME, run_tune
+
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({**SPACE, "techniques": ["baseline"], "targets": ["tflite:none"]}))
+    result = run_tune(_config(tmp_path, space, trials=2, store=str(tiny_store)))
+    # One point: measured once, asked again RESAMPLES - 1 times (told), then run (cached).
+    assert result["trials"] == {"complete": 2, "repeats": RESAMPLES - 1}
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    first = study.trials[0]
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert all(t.user_attrs["repeat_of"] == first.number for t in repeats)
+    assert all(t.values == first.values and "record" not in t.user_attrs for t in repeats)
+    assert len(result["front"]) == 1  # a repeat is not a variant of its own
 
 
 def test_a_trial_out_of_the_budget_is_pruned(tiny_store, tmp_path):
