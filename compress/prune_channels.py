@@ -304,6 +304,7 @@ def run_channels(
             "progress": context.progress,
             "callbacks": callbacks,
             "keep_best_from": 0 if config.keep_best else None,
+            "interim": not last,  # the next round removes more: not this model's accuracy
         }
         if logits is not None:
             history = train_with_teacher(current, logits, data, **distilled, **loop)

@@ -5,14 +5,16 @@ A trial is a recipe and a target. Its stages (compress, convert, the validation
 worker, so a trial repeating another's recipe reuses its compressed model. While the
 recipe fine-tunes, each epoch's validation accuracy goes to an Optuna
 :class:`~optuna.pruners.ThresholdPruner` whose floor is the budget less the search space's
-``slack_pt``: a trial whose accuracy is still below it after ``warmup`` epochs of a training
-stops there (a model recovering over its fine-tuning may dip a little below the budget early). (Optuna's own
+``slack_pt``: a trial whose accuracy is still below it in the second half of a training
+(and after ``warmup`` epochs) stops there. Interim trainings (a channel-pruning round before
+the last) are not judged: the next round changes the model again. (Optuna's own
 ``Trial.report``/``should_prune`` refuse multi-objective studies, so the worker asks the
 pruner itself with the trial's intermediate values, which are kept on the trial.)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,9 @@ class TrialStopped(BaseException):
         self.values = values
 
 
+JUDGE_FROM = 0.5  # share of a training's epochs before the pruner may stop it
+
+
 class AccuracyWatch:
     """The progress callback of a trial's stages: epochs' validation accuracy -> pruner."""
 
@@ -39,17 +44,22 @@ class AccuracyWatch:
         self.warmup = max(0, warmup)
         self.values: dict[int, float] = {}
         self.in_training = 0  # epochs of the current training (a step, a student)
+        self.judged = True  # False in an interim training (a channel-pruning round)
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.message == "started":
             self.in_training = 0
+            self.judged = not event.fields.get("interim")
             return
         accuracy = event.fields.get("val_accuracy") if event.message == "epoch" else None
         if accuracy is None:
             return
         self.values[len(self.values)] = float(accuracy)
         self.in_training += 1
-        if self.floor is None or self.in_training < self.warmup:
+        # A model climbs back (or, a student, up from nothing) over the first half of its
+        # schedule: only the second half of a training that is not interim is judged.
+        settled = math.ceil(JUDGE_FROM * event.total) if event.total else 0
+        if self.floor is None or not self.judged or self.in_training < max(self.warmup, settled):
             return
         import optuna
 

@@ -122,6 +122,7 @@ def train_loop(
     y_train: np.ndarray | None = None,
     x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    interim: bool = False,
 ) -> dict[str, list[float]]:
     """The one training loop: Adam (AdamW with ``weight_decay``) on a cosine decay, seeded.
 
@@ -165,7 +166,7 @@ def train_loop(
     if augment == "shift":
         train = train.map(_random_shift(t, seed), num_parallel_calls=1, deterministic=True)
     train = train.batch(batch_size).prefetch(2)
-    extra = [_progress_callback(k, progress, task, epochs)] if progress else []
+    extra = [_progress_callback(k, progress, task, epochs, interim)] if progress else []
     best = _keep_best(k, keep_best_from) if keep_best_from is not None and len(y_val) else None
     history = model.fit(
         train,
@@ -388,12 +389,19 @@ def _random_shift(t: Any, seed: int, pixels: int = 2) -> Any:
     return shift
 
 
-def _progress_callback(k: Any, progress: Progress, task: str, epochs: int) -> Any:
-    """A Keras callback reporting the start and each finished epoch to ``progress``."""
+def _progress_callback(
+    k: Any, progress: Progress, task: str, epochs: int, interim: bool = False
+) -> Any:
+    """A Keras callback reporting the start and each finished epoch to ``progress``.
+
+    ``interim``: a training whose model the caller changes again afterwards (a round of
+    channel pruning before the last), said in the start event's fields.
+    """
+    start_fields = {"interim": True} if interim else {}
 
     class EpochProgress(k.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
-            progress(ProgressEvent(task, "started", done=0, total=epochs))
+            progress(ProgressEvent(task, "started", done=0, total=epochs, fields=start_fields))
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             fields = {key: float(value) for key, value in (logs or {}).items()}

@@ -69,6 +69,21 @@ def test_space_file_overrides_sections_and_names_bad_parameters(tmp_path):
         space_for(path, "cnn")
 
 
+def test_watch_judges_only_the_second_half_of_a_final_training():
+    def epoch(done, accuracy):
+        return ProgressEvent("t", "epoch", done=done, total=6, fields={"val_accuracy": accuracy})
+
+    watch = AccuracyWatch(floor=0.9, warmup=1)
+    watch(ProgressEvent("round 1/2", "started", fields={"interim": True}))
+    for done in range(1, 7):  # an interim round far below the floor: never stopped
+        watch(epoch(done, 0.2))
+    watch(ProgressEvent("round 2/2", "started"))
+    watch(epoch(1, 0.5))
+    watch(epoch(2, 0.6))  # first half of the last round: recovering, not judged
+    with pytest.raises(TrialStopped):
+        watch(epoch(3, 0.7))
+
+
 def test_default_space_has_the_structures_and_modes_the_steps_offer():
     from edgesmith.core.tables import FORMAT_QUANT
     from edgesmith.tune_space import supported_structures
