@@ -10,6 +10,12 @@ measures each result on the model's test split:
   within 0.5 pt of float;
 * ``prune+cluster``: 80% sparsity then 16 clusters, target within 1 pt.
 
+With ``--defaults`` it measures instead what a new user gets from each pruning step's
+defaults (issue #14: within 1 pt of float on every model): ``prune:sparsity=0.8``,
+``prune:structure=2:4`` and ``prune:structure=channels,sparsity=0.5`` (with
+``criterion=taylor`` as a fourth row), every fine-tuning setting automatic; the table says
+how many epochs each ran and why it stopped.
+
 Distillation is measured over several seeds by ``benchmarks/distill_table.py``.
 
 Results are cached in ``--out/results.json`` so an interrupted run resumes; the Markdown
@@ -18,6 +24,7 @@ table goes to stdout and to ``--out/compress_table.md``.
 Usage:
     EDGESMITH_DATA=../shared/data python benchmarks/compress_table.py --out reports/compress
     python benchmarks/compress_table.py --models dscnn-kws --only prune qat   # a subset
+    python benchmarks/compress_table.py --defaults --out reports/prune-defaults
 """
 
 from __future__ import annotations
@@ -57,8 +64,20 @@ CLUSTER_EPOCHS = {
 }
 
 
+# Defaults only: what `edgesmith compress M --recipe ...` gives a user who sets nothing else.
+DEFAULT_RECIPES = {
+    "unstructured 80%": "prune:sparsity=0.8",
+    "2:4": "prune:structure=2:4",
+    "channels 50%": "prune:structure=channels,sparsity=0.5",
+    "channels 50% taylor": "prune:structure=channels,sparsity=0.5,criterion=taylor",
+}
+DEFAULTS = False  # set by --defaults
+
+
 def recipes(model: str) -> dict[str, str]:
     """The recipes measured for ``model`` (label -> one-line recipe)."""
+    if DEFAULTS:
+        return dict(DEFAULT_RECIPES)
     prune = f"prune:sparsity=0.8,schedule=poly,{PRUNE[model]}"
     result = {
         "prune": prune,
@@ -69,6 +88,7 @@ def recipes(model: str) -> dict[str, str]:
 
 
 TARGETS = {
+    **{label: ("defaults within 1 pt of float", 1.0) for label in DEFAULT_RECIPES},
     "prune": ("within 1 pt of float", 1.0),
     "qat": ("int8 TFLite within 0.5 pt of float", 0.5),
     "prune+cluster": ("within 1 pt of float", 1.0),
@@ -83,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=None, help="model store (default: the user's)")
     parser.add_argument("--out", default="reports/compress", help="results folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--defaults", action="store_true", help="measure the pruning steps' defaults instead"
+    )
     args = parser.parse_args(argv)
+    global DEFAULTS
+    DEFAULTS = args.defaults
 
     from edgesmith.zoo.store import ModelStore
     from edgesmith.zoo.train import train_zoo_model
@@ -125,7 +150,8 @@ def measure(
 ) -> dict[str, Any]:
     from edgesmith.compress.recipe_runner import compress_model
 
-    folder = out / "models" / f"{model}-{label.replace('+', '-').replace('>', '')}"
+    slug = "".join(c if c.isalnum() else "-" for c in label)
+    folder = out / "models" / f"{model}-{slug}"
     card = compress_model(
         model, recipe, out=folder, data_dir=args.data_dir, store=store.root, seed=args.seed
     )
@@ -137,6 +163,10 @@ def measure(
         "nonzero_params": card.nonzero_params,
         "unique_weights_max": card.unique_weights_max,
     }
+    step = card.steps[-1] if card.steps else {}
+    if step.get("budget"):
+        row["budget"] = step["budget"]
+        row["rounds"] = step.get("rounds")
     if label == "qat":
         row.update(int8_accuracy(folder, args))
         row["qat_accuracy"] = card.accuracy
@@ -185,6 +215,7 @@ def render(results: dict[str, Any], models: list[str]) -> str:
         "nonzero",
         "unique max",
         "reference",
+        "fine-tuning",
         "target",
     ]
     rows = []
@@ -193,7 +224,19 @@ def render(results: dict[str, Any], models: list[str]) -> str:
         base = entries.get("float", {})
         float_acc = base.get("accuracy")
         rows.append(
-            [model, "float (zoo)", _pct(float_acc), "", "0.000", base.get("params"), "", "", "", ""]
+            [
+                model,
+                "float (zoo)",
+                _pct(float_acc),
+                "",
+                "0.000",
+                base.get("params"),
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
         )
         for label, recipe in recipes(model).items():
             row = entries.get(f"{label}|{recipe}")
@@ -204,6 +247,7 @@ def render(results: dict[str, Any], models: list[str]) -> str:
                     [
                         model,
                         f"`{row['recipe']}`",
+                        "",
                         "",
                         "",
                         "",
@@ -238,10 +282,26 @@ def render(results: dict[str, Any], models: list[str]) -> str:
                     row.get("nonzero_params"),
                     row.get("unique_weights_max") or "",
                     reference,
+                    _budget(row),
                     f"{text}: {verdict}" if verdict else text,
                 ]
             )
     return markdown_table(columns, rows)
+
+
+def _budget(row: dict[str, Any]) -> str:
+    """How long the step fine-tuned and why it stopped (automatic budgets), from its card."""
+    budget = row.get("budget") or {}
+    if not budget:
+        return ""
+    rounds = row.get("rounds") or []
+    if rounds:  # channel pruning: epochs per round
+        epochs = "+".join(str(r.get("epochs_run", r.get("epochs"))) for r in rounds)
+        stopped = rounds[-1].get("stopped") or "cap"
+        return f"{epochs} epochs ({stopped}), lr {budget.get('learning_rate'):g}"
+    cap = f" of {budget['cap']}" if "cap" in budget else ""
+    stopped = f", {budget['stopped']}" if budget.get("stopped") else ""
+    return f"{budget.get('epochs')}{cap} epochs{stopped}, lr {budget.get('learning_rate'):g}"
 
 
 def _pct(value: float | None) -> str:
