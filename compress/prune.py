@@ -267,6 +267,7 @@ def run(
 
     from edgesmith.compress.finetune import (
         DECAY_FLOOR,
+        SETTLE,
         keep_zeros,
         recovery_stop,
         step_budget,
@@ -335,8 +336,10 @@ def run(
         stop = None
         if budget.automatic:
             reference = evaluate_model(model, data, "val")["accuracy"] if len(data.y_val) else None
+            # Not before the learning rate has come down (SETTLE), nor before the target.
+            first = max(first_full, int(epochs * SETTLE))
             stop = recovery_stop(
-                reference, first_epoch=first_full, cap=epochs, val_samples=len(data.y_val)
+                reference, first_epoch=first, cap=epochs, val_samples=len(data.y_val)
             )
             callbacks.append(stop)
         history = train_loop(

@@ -29,7 +29,7 @@ it cannot handle keeps its full width, with the reason in the plan.
 * **Teacher**: by default every round fine-tunes against the unpruned input model's
   softened logits as well as the labels (the ``distill`` step's loss,
   :func:`~edgesmith.compress.teacher.train_with_teacher`, at ``alpha``
-  :data:`TEACHER_ALPHA`), and the last round trains at least :data:`SETTLE` of its cap
+  :data:`TEACHER_ALPHA`), and the last round trains at least :data:`~edgesmith.compress.finetune.SETTLE` of its cap
   before recovery may stop it; the card's ``teacher`` and ``budget`` say what ran
   (measurements beside :data:`DISTILL`). ``run_channels(..., teacher=False)`` fine-tunes
   on the labels alone.
@@ -79,7 +79,6 @@ MAX_SHARE = 0.95  # a target is searched up to removing this share of every grou
 # step's 0.9 chosen for students trained from scratch) does not slow it down.
 DISTILL = True  # fine-tune against the unpruned model's logits by default
 TEACHER_ALPHA = 0.5  # weight of the labels; 1 - alpha weighs the unpruned teacher
-SETTLE = 0.5  # share of the last round's cap trained before it may stop on recovery
 
 
 def importance(
@@ -249,7 +248,7 @@ def run_channels(
         >>> result = run_channels(model, data, PruneConfig(structure="channels", sparsity=0.5))  # doctest: +SKIP
         >>> result.details["widths"]  # doctest: +SKIP
     """
-    from edgesmith.compress.finetune import DECAY_FLOOR, recovery_stop, step_budget
+    from edgesmith.compress.finetune import DECAY_FLOOR, SETTLE, recovery_stop, step_budget
     from edgesmith.compress.measure import macs as count_macs
     from edgesmith.compress.measure import weight_summary
     from edgesmith.compress.teacher import teacher_logits, train_with_teacher
@@ -452,7 +451,8 @@ def _taylor(model: Any, graph: ChannelGraph, data: DatasetSplits) -> list[np.nda
             loss = loss_fn(y[start : start + 64], model(x[start : start + 64], training=False))
         grads = tape.gradient(loss, [v for _, v in variables])
         products = {
-            key: np.asarray(g.numpy()) * np.asarray(v.numpy())
+            # An embedding's gradient comes as IndexedSlices (the rows a batch used).
+            key: np.asarray(t.convert_to_tensor(g).numpy()) * np.asarray(v.numpy())
             for (key, v), g in zip(variables, grads, strict=True)
             if g is not None
         }

@@ -9,9 +9,10 @@ Two references:
 
 * a **Keras model** (zoo name, model folder, or a user's model file, with its ``data``):
   TensorFlow's ``tf.lite.experimental.QuantizationDebugger`` calibrates the model as
-  ``edgesmith convert --quant int8`` does (same export, same calibration samples), runs its
-  instrumented model (each quantized op next to its float twin) and builds the selectively
-  quantized models (``denylisted_nodes``) whose accuracy fills ``acc_if_float``. FILE's own
+  ``edgesmith convert --quant int8`` does (same export, same calibration samples), builds
+  its instrumented model (each quantized op next to its float twin; run here on LiteRT, the
+  runtime FILE is measured on) and the selectively quantized models (``denylisted_nodes``)
+  whose accuracy fills ``acc_if_float``. FILE's own
   accuracy is measured beside the debugger's full-int8 re-quantization, so a FILE made
   another way shows up as a gap between the two;
 * a **float .tflite**: both files run sample by sample with every intermediate tensor kept
@@ -305,9 +306,9 @@ def _against_keras(
                 )
             )
     notes.append(
-        "statistics and acc_if_float come from TensorFlow's QuantizationDebugger, whose "
-        "float twin of each op reads that op's own (dequantized) inputs: a layer's error is "
-        "its own, not the sum of the layers before it. The reference is "
+        "statistics and acc_if_float come from TensorFlow's QuantizationDebugger models, "
+        "run on LiteRT; the float twin of each op reads that op's own (dequantized) inputs: "
+        "a layer's error is its own, not the sum of the layers before it. The reference is "
         "re-quantized to int8 as `edgesmith convert --quant int8` does "
         f"({len(x_cal)} calibration samples); its accuracy is `requantized_accuracy`, "
         "FILE's own `int8_accuracy`"
@@ -380,30 +381,19 @@ def _debug(
             yield [x[i : i + 1].astype(feed)]
 
     converter.representative_dataset = lambda: batches(x_cal)
-    # The debugger reduces each metric to a mean over samples; the sums and the largest
-    # error need every call. It calls the metric once per instrumented tensor per sample,
-    # tensors in the order of its layer_statistics, so call k is tensor k % count.
-    calls: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def collect(f: np.ndarray, q: np.ndarray, scale: float, zero_point: int) -> float:
-        calls.append((np.asarray(f), (q.astype(np.float32) - zero_point) * scale))
-        return 0.0
-
     with native_log() as log, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the interpreter's notes on keeping every tensor
+        warnings.simplefilter("ignore")  # TF's interpreter says it is deprecated
         try:
-            # The converter-built debugger reuses tensor buffers, so the float twin of an
-            # op is overwritten before the metrics read it; its debug model run again with
-            # every tensor kept (the file-based constructor's mode) gives the true values.
             builder = t.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=lambda: batches(x_debug)
             )
-            debugger = t.lite.experimental.QuantizationDebugger(
-                quant_debug_model_content=builder.get_debug_quantized_model(),
-                debug_dataset=lambda: batches(x_debug),
-                debug_options=_options(layer_direct_compare_metrics={"collect": collect}),
+            content = builder.get_debug_quantized_model()
+            # The debugger's own run only names the layers (as denylisted_nodes takes them)
+            # and their tensors in the instrumented model: one sample is enough.
+            namer = t.lite.experimental.QuantizationDebugger(
+                quant_debug_model_content=content, debug_dataset=lambda: batches(x_debug[:1])
             )
-            debugger.run()
+            namer.run()
         except Exception as exc:  # the converter's own message, first line
             raise ModelFileError(
                 f"--reference {reference}: the quantization debugger failed: "
@@ -412,12 +402,39 @@ def _debug(
                 fix="check that `edgesmith convert MODEL --format tflite --quant int8` works",
             ) from exc
     dump = io.StringIO()
-    debugger.layer_statistics_dump(dump)
+    namer.layer_statistics_dump(dump)
     rows = list(csv.DictReader(io.StringIO(dump.getvalue())))
     layers = [_Layer(row["tensor_name"], row["op_name"], int(row["tensor_idx"])) for row in rows]
-    for k, (f, q) in enumerate(calls):
-        layers[k % len(layers)].stats.add(f, q)
+    _measure_twins(content, layers, x_debug)
     return builder, layers
+
+
+def _measure_twins(content: bytes, layers: list[_Layer], x: np.ndarray) -> None:
+    """Add each layer's dequantized output against its float twin, per sample of ``x``.
+
+    The instrumented model runs on LiteRT's builtin kernels, not in the debugger: TF's
+    interpreter applies its bundled XNNPACK, whose int8 BATCH_MATMUL ignores the zero
+    point of its second input (TF 2.21; LiteRT's kernels do not), so the debugger put
+    transformer-digits' attention matmuls at 11.6-26 dB against 40-42 dB on LiteRT, the
+    runtime the file is benchmarked and deployed on. Each NumericVerify op reads a
+    quantized tensor and its float twin; the twin's op reads that op's own dequantized
+    inputs, so a layer's error is its own.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgesmith-qdebug-") as tmp:
+        path = Path(tmp) / "debug.tflite"
+        path.write_bytes(content)
+        interpreter = _interpreter(path, keep_all=True)
+        twins = {
+            int(op["inputs"][0]): int(op["inputs"][1])
+            for op in interpreter._get_ops_details()
+            if op["op_name"] == "NumericVerify"
+        }
+        for i in range(len(x)):
+            _feed(interpreter, x[i : i + 1])
+            interpreter.invoke()
+            for layer in layers:
+                twin = interpreter.get_tensor(twins[layer.tensor_index])
+                layer.stats.add(twin, _dequantized(interpreter, layer.tensor_index))
 
 
 def _check_match(file: Path, model: Any, reference: Any) -> None:
@@ -478,11 +495,7 @@ def _against_tflite(
             _feed(interpreter, x[i : i + 1])
             interpreter.invoke()
         for layer, float_index in pairs:
-            detail = quant._get_tensor_details(layer.tensor_index, 0)
-            scale, zero = detail["quantization"]
-            value = quant.get_tensor(layer.tensor_index)
-            if scale:
-                value = (value.astype(np.float32) - zero) * scale
+            value = _dequantized(quant, layer.tensor_index)
             layer.stats.add(floats.get_tensor(float_index), value)
     layers = [layer for layer, _ in pairs]
     ranked = sorted(layers, key=lambda layer: layer.stats.metrics()["snr_db"])
@@ -517,6 +530,12 @@ def _feed(interpreter: Any, x: np.ndarray) -> None:
         info = np.iinfo(detail["dtype"])
         x = np.clip(np.round(x / scale + zero), info.min, info.max)
     interpreter.set_tensor(detail["index"], np.asarray(x).astype(detail["dtype"]))
+
+
+def _dequantized(interpreter: Any, index: int) -> np.ndarray:
+    scale, zero = interpreter._get_tensor_details(index, 0)["quantization"]
+    value = interpreter.get_tensor(index)
+    return (value.astype(np.float32) - zero) * scale if scale else value
 
 
 def _computing_ops(interpreter: Any) -> list[dict[str, Any]]:

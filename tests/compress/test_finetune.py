@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from edgesmith.compress import prune
-from edgesmith.compress.finetune import AUTO_EPOCHS, AUTO_STEPS, recovery_stop, resolve_budget
+from edgesmith.compress.finetune import (
+    AUTO_EPOCHS,
+    AUTO_STEPS,
+    SETTLE,
+    recovery_stop,
+    resolve_budget,
+)
 from edgesmith.compress.step import StepContext
 from edgesmith.zoo.datasets import DatasetSplits
 
@@ -42,6 +48,7 @@ def _toy(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(400, 8)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    x[:, :2] += 0.5 * (2 * y[:, None] - 1)  # a margin: no validation sample is a coin toss
     data = DatasetSplits("toy", "t", x[:240], y[:240], x[240:320], y[240:320], x[320:], y[320:],
                          ("0", "1"), {})  # fmt: skip
     inputs = k.Input((8,))
@@ -78,6 +85,8 @@ def test_pruning_with_an_open_budget_stops_when_recovered_and_says_so():
     assert budget["automatic"] and budget["cap"] == 30 and budget["learning_rate"] == 0.003
     assert budget["stopped"] == "recovered"
     assert budget["epochs"] == len(result.history["loss"]) < 30
+    # Not before the learning rate has come down: at least SETTLE of the cap trained.
+    assert budget["epochs"] >= int(30 * SETTLE) + 1
     assert budget["reference_val_accuracy"] > 0.8
     best = max(result.history["val_accuracy"][: budget["epochs"]])
     assert best >= budget["reference_val_accuracy"] - 1 / len(data.y_val)

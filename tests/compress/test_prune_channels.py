@@ -286,8 +286,10 @@ def test_the_step_prunes_and_fine_tunes_every_family(family, tiny):
     assert not any("Prune" in type(layer).__name__ for layer in small.layers)
 
 
-def test_taylor_criterion_ranks_by_loss_change(tiny):
-    case = tiny["cnn"]
+@pytest.mark.parametrize("family", [*FAMILIES, "tokens"])
+def test_taylor_criterion_ranks_by_loss_change(family, tiny, token_tiny):
+    # tokens: an Embedding's gradient comes as IndexedSlices, not a dense tensor
+    case = token_tiny if family == "tokens" else tiny[family]
     graph = analyse(case.model)
     scores = importance(case.model, graph, "taylor", case.data)
     assert [len(s) for s in scores] == [g.items for g in graph.groups]

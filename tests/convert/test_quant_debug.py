@@ -187,3 +187,78 @@ def test_analyze_says_which_mode_is_missing(spiky, options, message, capsys):
     assert main(["analyze", str(int8), *options]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def scores_model(tmp_path_factory):
+    """(keras file, npz data, int8 .tflite) of a model whose BATCH_MATMUL takes two activations.
+
+    ``scores`` is query @ key^T (adj_y); key comes out of a relu, so its int8 zero point is
+    -128, far from 0: a kernel that drops an input's zero point shows up in its error.
+    """
+    from edgesmith.convert import convert_keras
+    from edgesmith.convert.config import ConversionConfig
+    from edgesmith.convert.source import load_source
+    from edgesmith.zoo.tfkeras import keras
+
+    k = keras()
+    k.utils.set_random_seed(1)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (260, 8, FEATURES)).astype(np.float32)
+    y = rng.integers(0, CLASSES, len(x))
+    inputs = k.Input((8, FEATURES))
+    query = k.layers.Dense(FEATURES, name="query")(inputs)
+    key = k.layers.Dense(FEATURES, activation="relu", name="key")(inputs)
+    scores = k.layers.Dot(axes=2, name="scores")([query, key])
+    outputs = k.layers.Dense(CLASSES, activation="softmax")(k.layers.Flatten()(scores))
+    model = k.Model(inputs, outputs)
+    folder = tmp_path_factory.mktemp("quant-debug-matmul")
+    keras_file = folder / "scores.keras"
+    model.save(keras_file)
+    data = folder / "data.npz"
+    np.savez(data, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    # Calibrated on the samples quant_error re-calibrates on (the train split less the
+    # validation share), so the file and the debugger's re-quantization are one model.
+    x_calibration = load_source(str(keras_file), data=str(data)).x_calibration
+    int8 = folder / "scores-int8.tflite"
+    int8.write_bytes(convert_keras(model, ConversionConfig(quant="int8"), x_calibration))
+    return keras_file, data, int8
+
+
+def _single_op_snr(int8, x: np.ndarray) -> float:
+    """SNR (dB) of the file's BATCH_MATMUL against numpy's matmul of its own dequantized inputs."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(int8),
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    (op,) = [op for op in interpreter._get_ops_details() if op["op_name"] == "BATCH_MATMUL"]
+
+    def value(index):
+        scale, zero = interpreter._get_tensor_details(index, 0)["quantization"]
+        return (interpreter.get_tensor(index).astype(np.float64) - zero) * scale
+
+    detail = interpreter.get_input_details()[0]
+    scale, zero = detail["quantization"]
+    signal = noise = 0.0
+    for sample in x:
+        quantized = np.clip(np.round(sample[None] / scale + zero), -128, 127)
+        interpreter.set_tensor(detail["index"], quantized.astype(np.int8))
+        interpreter.invoke()
+        query, key = (value(i) for i in op["inputs"])
+        exact = query @ np.swapaxes(key, -1, -2)  # the model's query @ key^T
+        signal += float(np.sum(exact**2))
+        noise += float(np.sum((exact - value(op["outputs"][0])) ** 2))
+    return 10 * np.log10(signal / noise)
+
+
+def test_matmul_error_is_the_ops_own_as_litert_computes_it(scores_model):
+    keras_file, data, int8 = scores_model
+    samples = 20
+    report = quant_error(int8, str(keras_file), data=str(data), top=0, samples=samples)
+    (matmul,) = [layer for layer in report["layers"] if layer["op"] == "BATCH_MATMUL"]
+    x_test = np.load(data)["x_test"][:samples]
+    assert matmul["snr_db"] == pytest.approx(_single_op_snr(int8, x_test), abs=0.5)
