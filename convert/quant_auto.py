@@ -3,7 +3,8 @@
 Which precision is fast depends on the kernels of the machine that runs the file, so the
 search measures instead of guessing. It builds a handful of files from one model:
 
-1. float32 (the reference), full int8, dynamic-range int8 and fp16;
+1. float32 (the reference), full int8, dynamic-range int8, fp16, and float32 with int8
+   weights unpacked when the file loads (``int8-weights``: float32 speed, 8-bit size);
 2. from the per-op profile of the full-int8 file on the target backend, selective int8
    files that keep in float32 the op types that ran on reference kernels (and, as a second
    file, every op type without weights), with int8 weights and int8 products elsewhere;
@@ -50,6 +51,7 @@ from edgesmith.convert.quant_candidates import (
     profile_int8,
     selective_candidates,
     slow_node_candidates,
+    weight_only_candidate,
 )
 from edgesmith.convert.quant_nodes import plan_slow_nodes
 from edgesmith.convert.tflite import TfliteResult, pick_samples, to_tflite
@@ -91,7 +93,9 @@ def auto_tflite(
         for cand in candidates:
             _build(cand, model, family, config, x_calibration)
         int8 = next(c for c in candidates if c.name == "int8")
-        reference = next(c for c in candidates if c.quant == "none")
+        reference = next(c for c in candidates if c.quant == "none" and c.bits is None)
+        if reference.content:
+            add_distinct(candidates, weight_only_candidate(reference.content))
         profile_info: dict[str, Any] = {"source": "not profiled: full int8 did not convert"}
         nodes_info: dict[str, Any] = {"skipped": "full int8 or float32 did not convert"}
         if int8.content:
@@ -319,7 +323,7 @@ def measure_accuracy(
     from edgesmith.core.native_log import native_log
     from edgesmith.runtime.runners import open_runner
 
-    reference = next(c for c in candidates if c.quant == "none")
+    reference = next(c for c in candidates if c.quant == "none" and c.bits is None)
     if not reference.content:
         raise EdgesmithError(
             f"--quant auto: the float32 reference did not convert ({reference.error})",
@@ -365,7 +369,7 @@ def _result(
     samples: int,
 ) -> TfliteResult:
     """The chosen file with a strategy that says what the search measured and chose."""
-    reference = next(c for c in candidates if c.quant == "none")
+    reference = next(c for c in candidates if c.quant == "none" and c.bits is None)
     base_ms = reference.latency_ms
     rows = []
     for cand in candidates:

@@ -86,10 +86,11 @@ class Candidate:
     drop_pt: float | None = None
     latency_ms: float | None = None
     error: str | None = None
+    bits: int | None = None  # the stored weights' width where ``quant`` does not say it
 
     @property
     def weight_bits(self) -> int:
-        return {"none": 32, "fp16": 16}.get(self.quant, 8)
+        return self.bits or {"none": 32, "fp16": 16}.get(self.quant, 8)
 
     @property
     def size_bytes(self) -> int:
@@ -123,6 +124,35 @@ def plain_candidates() -> list[Candidate]:
         Candidate("dynamic", "dynamic", "int8 weights, float activations (int8 products)"),
         Candidate("fp16", "fp16", "float16 weights, float32 compute"),
     ]
+
+
+def weight_only_candidate(float_content: bytes) -> Candidate:
+    """The float32 file with every weight-op filter stored as int8 (weight-only int8).
+
+    The filters are unpacked to float32 once, when the file is loaded, so it computes
+    exactly as float32 does and as fast, from about a quarter of the weight bytes: on a
+    CPU whose int8 kernels are not faster than its float ones (no VNNI or dotprod), the
+    small file that is not slower. Measured on transformer-kws (litert, XNNPACK, 1
+    thread): 1.00x the speed of float32, 2.95x smaller, no accuracy lost, where dynamic
+    range ran at 0.87x and full int8 at 0.27x.
+    """
+    from edgesmith.convert.quant_nodes import pack_node_weights
+
+    cand = Candidate(
+        "int8-weights",
+        "none",
+        "int8 weights (per output channel), unpacked to float32 when loaded: float32 compute",
+        bits=8,
+    )
+    try:
+        cand.content, kept = pack_node_weights(float_content, bits=8)
+    except Exception as exc:  # a graph the packer does not take: no candidate, said why
+        cand.error = f"weights not packed: {type(exc).__name__}: {exc}"[:300]
+        return cand
+    cand.notes = [f"int8-weights: left in float32: {line}" for line in kept]
+    if cand.content == float_content or not cand.content:
+        cand.error = "no float32 weight to pack"
+    return cand
 
 
 def int16x8_candidate() -> Candidate:

@@ -43,6 +43,8 @@ NODE_KINDS: dict[str, frozenset[str]] = {
     "TRANSPOSE_CONV": frozenset({"deconvolution"}),
     "CONV_3D": frozenset({"convolution"}),
 }
+# Ops that look rows up in a constant table (an embedding), and which input is the table.
+TABLE_INPUT = {"GATHER": 0, "EMBEDDING_LOOKUP": 1}
 # A node goes float when its int8 time exceeds its float32 time by this factor...
 SLOW_RATIO = 1.3
 # ... and the time saved is at least this share of the int8 file's latency: the profiles'
@@ -320,15 +322,42 @@ def half_node_weights(content: bytes, positions: Sequence[int]) -> tuple[bytes, 
     loaded, so the op computes exactly as before from half the bytes. Returns the file and
     one line per weight left in float32 (shared, not float32, or out of float16's range).
     """
+    return pack_node_weights(content, positions, bits=16)
+
+
+def pack_node_weights(
+    content: bytes, positions: Sequence[int] | None = None, *, bits: int = 16
+) -> tuple[bytes, list[str]]:
+    """The float32 weights of the weight ops at ``positions`` (None: all) stored in ``bits``.
+
+    16: float16. 8: int8, symmetric, one scale per output channel (weight-only int8). Each
+    packed weight becomes a constant read by a DEQUANTIZE op whose output is the op's
+    float32 filter: XNNPACK unpacks it once, when the model is loaded, and the op computes
+    in float32 at float32 speed (LiteRT's own DEQUANTIZE kernel also runs once on a
+    constant). Biases stay float32. Returns the file and one line per weight left as it was.
+
+    Example:
+        >>> small, kept = pack_node_weights(open("m.tflite", "rb").read(), bits=8)  # doctest: +SKIP
+    """
     import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
+    if bits not in (8, 16):
+        raise ValueError(f"bits={bits}: weights are packed as float16 (16) or int8 (8)")
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     sub = model.subgraphs[0]
     names = {i: _builtin_name(schema, code) for i, code in enumerate(model.operatorCodes)}
     ops = sub.operators
     weight_ops = [op for op in ops if names.get(op.opcodeIndex) in NODE_KINDS]
+    targets = [(position, weight_ops[position], 1) for position in positions or ()]
+    if positions is None:  # every weight op, and the tables that embeddings look up
+        targets = [(p, op, 1) for p, op in enumerate(weight_ops)]
+        targets += [
+            (f"{names[op.opcodeIndex]} {i}", op, TABLE_INPUT[names[op.opcodeIndex]])
+            for i, op in enumerate(ops)
+            if names.get(op.opcodeIndex) in TABLE_INPUT
+        ]
     readers: dict[int, int] = {}
     for graph in model.subgraphs:
         for tensor in graph.tensors:
@@ -336,29 +365,40 @@ def half_node_weights(content: bytes, positions: Sequence[int]) -> tuple[bytes, 
     dequantize = _opcode(schema, model, schema.BuiltinOperator.DEQUANTIZE, version=3)
     kept: list[str] = []
     inserted = []
-    for position in positions:
-        op = weight_ops[position]
-        index = int(op.inputs[1])
+    packed: set[int] = set()
+    for position, op, slot in targets:
+        index = int(op.inputs[slot])
+        if index in packed:  # an unrolled recurrent graph reads one kernel at every step
+            continue
         tensor = sub.tensors[index]
         buffer = model.buffers[tensor.buffer]
         data = None if buffer.data is None else np.asarray(buffer.data, np.uint8)
         if tensor.type != schema.TensorType.FLOAT32 or data is None or not data.size:
+            if not isinstance(position, int):
+                continue  # a lookup in computed rows, not in a table of weights
             kept.append(f"weight op {position}: its weights are not a float32 constant")
             continue
         if readers.get(tensor.buffer, 0) > 1:
             kept.append(f"weight op {position}: its weights' buffer is shared")
             continue
-        values = data.view(np.float32)
-        half = values.astype(np.float16)
-        if not np.all(np.isfinite(half)):
-            kept.append(f"weight op {position}: its weights exceed float16's range")
-            continue
-        new_buffer = schema.BufferT()
-        new_buffer.data = half.view(np.uint8)
-        model.buffers.append(new_buffer)
+        values = data.view(np.float32).reshape([int(d) for d in tensor.shape])
         source = schema.TensorT()
-        source.shape, source.type = tensor.shape, schema.TensorType.FLOAT16
-        source.buffer, source.name = len(model.buffers) - 1, tensor.name
+        source.shape, source.name = tensor.shape, tensor.name
+        if bits == 16:
+            half = values.astype(np.float16)
+            if not np.all(np.isfinite(half)):
+                kept.append(f"weight op {position}: its weights exceed float16's range")
+                continue
+            stored, source.type = half.view(np.uint8).ravel(), schema.TensorType.FLOAT16
+        else:
+            # The output channels: the last axis of a depthwise filter, the first elsewhere.
+            axis = values.ndim - 1 if names[op.opcodeIndex] == "DEPTHWISE_CONV_2D" else 0
+            stored, source.quantization = _int8_per_channel(schema, values, axis)
+            source.type = schema.TensorType.INT8
+        new_buffer = schema.BufferT()
+        new_buffer.data = stored
+        model.buffers.append(new_buffer)
+        source.buffer = len(model.buffers) - 1
         sub.tensors.append(source)
         buffer.data = None  # the float32 weights are now the DEQUANTIZE's output
         unpack = schema.OperatorT()
@@ -368,10 +408,27 @@ def half_node_weights(content: bytes, positions: Sequence[int]) -> tuple[bytes, 
             [index],
         )
         inserted.append(unpack)
+        packed.add(index)
     sub.operators = [*inserted, *ops]  # first, as the converter puts its fp16 DEQUANTIZEs
     builder = flatbuffers.Builder(max(1024, len(content)))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output()), kept
+
+
+def _int8_per_channel(schema: Any, values: Any, axis: int) -> tuple[Any, Any]:
+    """``values`` as symmetric int8 with one scale per index of ``axis``, and the table."""
+    import numpy as np
+
+    moved = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+    peak = np.abs(moved).max(axis=1) if moved.size else np.zeros(values.shape[axis])
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(values / scale.reshape(shape)), -127, 127).astype(np.int8)
+    table = schema.QuantizationParametersT()
+    table.scale, table.zeroPoint = scale, np.zeros(len(scale), np.int64)
+    table.quantizedDimension = axis
+    return q.view(np.uint8).ravel(), table
 
 
 def _builtin_name(schema: Any, code: Any) -> str:
@@ -405,6 +462,7 @@ __all__ = [
     "half_node_weights",
     "kernel_kind",
     "node_names",
+    "pack_node_weights",
     "plan_slow_nodes",
     "slow_nodes",
     "weight_op_indices",

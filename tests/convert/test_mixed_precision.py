@@ -122,7 +122,8 @@ def test_auto_writes_the_fastest_measured_file_within_the_budget(auto_result):
     report = int8_report(out.read_bytes())  # a valid flatbuffer the reader accepts
     assert "FULLY_CONNECTED" in report["ops"]
     rows = {row["name"]: row for row in auto["candidates"]}
-    assert {"float32", "int8", "dynamic", "fp16"} <= set(rows)
+    assert {"float32", "int8", "dynamic", "fp16", "int8-weights"} <= set(rows)
+    assert rows["int8-weights"]["weight_bits"] == 8 and rows["int8-weights"]["quant"] == "none"
     measured = [r for r in rows.values() if "error" not in r]
     for row in measured:
         assert row["latency_ms"] > 0 and 0 <= row["accuracy"] <= 1 and row["size_bytes"] > 0
@@ -328,3 +329,79 @@ def test_files_as_fast_as_timing_can_tell_are_split_by_size():
     assert chosen is fast_small and "smallest of the fastest" in why
     clearly_faster = cand("int8", 300, 0.9)
     assert select_candidate([clearly_faster, fast_small], 0.5, "latency")[0] is clearly_faster
+
+
+def _unpacks(content):
+    """{filter tensor: (stored dtype, scales)} of the DEQUANTIZE ops that unpack constants."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgesmith.convert.quant_nodes import _builtin_name
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    sub = model.subgraphs[0]
+    out = {}
+    for op in sub.operators:
+        if _builtin_name(schema, model.operatorCodes[op.opcodeIndex]) != "DEQUANTIZE":
+            continue
+        source = sub.tensors[op.inputs[0]]
+        scales = None if source.quantization is None else source.quantization.scale
+        dims = None if source.quantization is None else source.quantization.quantizedDimension
+        out[int(op.outputs[0])] = (int(source.type), scales, dims, list(source.shape))
+    return out
+
+
+def test_int8_weights_unpack_per_channel_and_compute_as_float32(ds_files, tmp_path):
+    import numpy as np
+
+    from edgesmith.convert.parity import predict_file
+    from edgesmith.convert.quant_nodes import pack_node_weights
+    from edgesmith.convert.tflite import to_tflite
+
+    model, x = ds_files["model"], ds_files["x"]
+    content = to_tflite(model, "cnn", ConversionConfig(quant="none")).content
+    packed, kept = pack_node_weights(content, bits=8)
+    assert kept == []
+    unpacks = _unpacks(packed)
+    assert len(unpacks) == 4  # conv, depthwise, 1x1 conv, dense: every filter
+    for dtype, scales, axis, shape in unpacks.values():
+        assert dtype == 9  # int8
+        # One scale per output channel: the last axis of the depthwise filter, else the first.
+        assert len(scales) == shape[axis] and (axis == 0 or axis == len(shape) - 1)
+    path = tmp_path / "w8.tflite"
+    path.write_bytes(packed)
+    float_path = tmp_path / "f32.tflite"
+    float_path.write_bytes(content)
+    got, want = predict_file(path, x[:16]), predict_file(float_path, x[:16])
+    assert np.max(np.abs(got - want)) < 0.02  # 8-bit weights, float32 arithmetic
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    half, _ = pack_node_weights(content, [1], bits=16)  # one node, float16: as before
+    assert [d for d, *_ in _unpacks(half).values()] == [1]  # float16
+    with pytest.raises(ValueError, match="bits=4"):
+        pack_node_weights(content, bits=4)
+
+
+def test_int8_weights_pack_an_embedding_table_by_row(tmp_path):
+    import numpy as np
+
+    from edgesmith.convert.parity import predict_file
+    from edgesmith.convert.quant_candidates import weight_only_candidate
+    from edgesmith.convert.tflite import to_tflite
+    from edgesmith.zoo.tfkeras import keras, set_seed
+
+    k = keras()
+    set_seed(0)
+    inputs = k.Input((12,), dtype="int32")
+    x = k.layers.Embedding(500, 16)(inputs)
+    x = k.layers.GlobalAveragePooling1D()(x)
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax")(x))
+    content = to_tflite(model, "transformer", ConversionConfig(quant="none")).content
+    cand = weight_only_candidate(content)
+    assert cand.error is None and cand.weight_bits == 8 and cand.quant == "none"
+    tables = [u for u in _unpacks(cand.content).values() if u[3] == [500, 16]]
+    assert len(tables) == 1 and tables[0][0] == 9 and len(tables[0][1]) == 500
+    assert len(cand.content) < 0.5 * len(content)  # a scale and a zero point per row too
+    tokens = np.random.default_rng(0).integers(0, 500, size=(8, 12)).astype(np.int32)
+    path, float_path = tmp_path / "w8.tflite", tmp_path / "f32.tflite"
+    path.write_bytes(cand.content)
+    float_path.write_bytes(content)
+    assert np.max(np.abs(predict_file(path, tokens) - predict_file(float_path, tokens))) < 0.02
