@@ -56,8 +56,12 @@ class PruneConfig(StepConfig):
     Attributes:
         sparsity: share of each pruned kernel's weights set to zero, in [0, 1).
             Defaults to 0.5, or to m/n with ``structure="m:n"``.
-        schedule: ``constant`` (prune to ``sparsity`` at once, re-select masks while
-            fine-tuning) or ``poly`` (polynomial decay from ``initial_sparsity``).
+        schedule: ``poly`` (polynomial decay from ``initial_sparsity``, reaching the
+            target after ``ramp_end`` of the steps) or ``constant`` (prune to ``sparsity``
+            at once, re-select masks while fine-tuning). None: ``poly`` for unstructured
+            sparsity, ``constant`` for m:n and channels (which have no ramp). With every
+            setting automatic at 80%, poly lost 0.33 pt on dscnn-kws and transformer-kws
+            where constant lost 2.67 and 1.00.
         initial_sparsity: where the ``poly`` schedule starts.
         structure: ``unstructured``, ``m:n`` (for example ``2:4``: at least m zeros in
             every n consecutive input weights, the pattern sparse tensor cores run), or
@@ -67,8 +71,9 @@ class PruneConfig(StepConfig):
         target_params, target_macs: with ``channels``, instead of ``sparsity``: remove the
             smallest share of channels that brings the parameters (or multiply-accumulates)
             to at most this number.
-        criterion: with ``channels``, how channels are ranked: ``l2`` (norm of the weights
-            computing them) or ``taylor`` (first-order loss change on training data).
+        criterion: with ``channels``, how channels are ranked: ``taylor`` (the default:
+            first-order loss change on training data) or ``l2`` (norm of the weights
+            computing them).
         rounds: with ``channels``, how many prune-and-fine-tune rounds reach the target.
         distill: with ``channels``, whether each round's fine-tuning also learns from the
             unpruned model's softened outputs (None: yes, the default; ``false``: labels
@@ -87,10 +92,10 @@ class PruneConfig(StepConfig):
     step: ClassVar[str] = "prune"
 
     sparsity: float | None = None
-    schedule: str = "constant"
+    schedule: str | None = None
     initial_sparsity: float = 0.0
     structure: str = "unstructured"
-    ramp_end: float = 0.7
+    ramp_end: float = 0.3
     frequency: int = 0
     epochs: int | None = None
     learning_rate: float | None = None
@@ -99,7 +104,7 @@ class PruneConfig(StepConfig):
     exclude: str = ""
     target_params: int | None = None
     target_macs: int | None = None
-    criterion: str = "l2"
+    criterion: str = "taylor"
     rounds: int = 3
     distill: bool | None = None
 
@@ -114,9 +119,10 @@ class PruneConfig(StepConfig):
             meaning="the share of kernel weights set to zero",
             example="0.8",
         )
-        check_choice("prune", "schedule", self.schedule, SCHEDULES)
+        if self.schedule is not None:
+            check_choice("prune", "schedule", self.schedule, SCHEDULES)
         check_range(
-            "prune", "ramp_end", self.ramp_end, low=0.0, high=1.0, low_open=True, example="0.7"
+            "prune", "ramp_end", self.ramp_end, low=0.0, high=1.0, low_open=True, example="0.3"
         )
         check_range("prune", "frequency", self.frequency, low=0, example="0 (automatic)")
         check_finetune("prune", self.epochs, self.learning_rate, self.batch_size, min_epochs=1)
@@ -137,7 +143,7 @@ class PruneConfig(StepConfig):
                     expected=f"no sparsity (the {m}:{n} pattern fixes it at {m / n:g})",
                     fix="drop sparsity=, or use structure=unstructured",
                 )
-            if self.schedule != "constant":
+            if self.schedule not in (None, "constant"):
                 raise ConfigError(
                     f"prune: schedule={self.schedule} with structure={self.structure}",
                     expected="schedule=constant (an m:n pattern has no sparsity ramp)",
@@ -162,7 +168,7 @@ class PruneConfig(StepConfig):
         check_range("prune", "target_params", self.target_params, low=1, example="20000")
         check_range("prune", "target_macs", self.target_macs, low=1, example="1000000")
         targets = [n for n in ("target_params", "target_macs") if getattr(self, n) is not None]
-        channel_only = [*targets, *(["criterion"] if self.criterion != "l2" else [])]
+        channel_only = [*targets, *(["criterion"] if self.criterion != "taylor" else [])]
         channel_only += ["rounds"] if self.rounds != 3 else []
         channel_only += ["distill"] if self.distill is not None else []
         if self.structure != "channels" and channel_only:
@@ -178,7 +184,7 @@ class PruneConfig(StepConfig):
                 expected="one of sparsity=, target_params=, target_macs=",
                 fix="keep one",
             )
-        if self.structure == "channels" and self.schedule != "constant":
+        if self.structure == "channels" and self.schedule not in (None, "constant"):
             raise ConfigError(
                 f"prune: schedule={self.schedule} with structure=channels",
                 expected="no schedule (channel pruning goes in rounds=)",
@@ -190,6 +196,13 @@ class PruneConfig(StepConfig):
         """``(m, n)`` for structured sparsity, None for unstructured."""
         match = _M_BY_N.fullmatch(self.structure)
         return (int(match[1]), int(match[2])) if match else None
+
+    @property
+    def schedule_kind(self) -> str:
+        """The schedule that runs: ``schedule``, or the structure's default when None."""
+        if self.schedule is not None:
+            return self.schedule
+        return "poly" if self.structure == "unstructured" else "constant"
 
     @property
     def channels(self) -> bool:
@@ -298,14 +311,14 @@ def run(
     # epoch that ends before it holds the unpruned weights and must not be kept as best.
     first_full = min(epochs - 1, frequency // steps_per_epoch)
     end = 0
-    if config.schedule == "poly":
+    if config.schedule_kind == "poly":
         end = max(frequency, int(steps * config.ramp_end) // frequency * frequency)
         end = min(end, max(0, steps - 1) // frequency * frequency) or frequency
         first_full = min(epochs - 1, (end + 1 + steps_per_epoch - 1) // steps_per_epoch - 1)
     targets = set(layers_plan.targets)
 
     def schedule_for(sparsity: float) -> Any:
-        if config.schedule == "poly":
+        if config.schedule_kind == "poly":
             return sparsity_api.PolynomialDecay(
                 initial_sparsity=min(config.initial_sparsity, sparsity),
                 final_sparsity=sparsity,
@@ -364,7 +377,7 @@ def run(
         history,
         {
             "plan": layers_plan.to_dict(),
-            "schedule": {"kind": config.schedule, "frequency": frequency, "steps": steps},
+            "schedule": {"kind": config.schedule_kind, "frequency": frequency, "steps": steps},
             "budget": {
                 **budget.to_dict(),
                 "epochs": epochs,

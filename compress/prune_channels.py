@@ -6,13 +6,17 @@ here. Which channels go together comes from :func:`~edgesmith.compress.channel_g
 it cannot handle keeps its full width, with the reason in the plan.
 
 * **Importance** of an item (a channel, a recurrent unit, an attention head):
-  ``criterion=l2`` (default) is the L2 norm of the weights that compute it (the kernel
-  columns of every layer producing it: all gates of a unit; a head's query, key and value
-  columns), times the scale of each ``BatchNormalization`` it goes through
-  (``|gamma| / sqrt(var + eps)``: a batch-normalised filter's norm alone says little).
-  ``criterion=taylor`` is the first-order Taylor estimate of the loss change when the
-  item is removed, ``(sum of gradient x weight over its weights)^2`` summed over
-  batches of training data (Molchanov et al., 2019).
+  ``criterion=taylor`` (default) is the first-order Taylor estimate of the loss change
+  when the item is removed, ``(sum of gradient x weight over its weights)^2`` summed over
+  batches of training data (Molchanov et al., 2019). ``criterion=l2`` is the L2 norm of
+  the weights that compute it (the kernel columns of every layer producing it: all gates
+  of a unit; a head's query, key and value columns), times the scale of each
+  ``BatchNormalization`` it goes through (``|gamma| / sqrt(var + eps)``: a
+  batch-normalised filter's norm alone says little). Taylor is the default: on the five
+  real zoo models at 50% of channels, every setting automatic, it lost no more than l2
+  anywhere and 1.0 pt less on transformer-kws (-0.67 against -1.67 pt; cnn-mnist -0.25
+  either way, dscnn-kws +0.33 / 0.00, lstm-kws +1.67 / +0.67, transformer-sms +0.27 /
+  -0.27).
 * **Amount**: ``sparsity`` is the share of items removed in every group (at least one
   item stays); ``target_params``/``target_macs`` pick the smallest uniform share whose
   rebuilt model is within the target (:func:`~edgesmith.compress.measure.macs`).
@@ -60,7 +64,7 @@ if TYPE_CHECKING:
     from edgesmith.compress.prune import PruneConfig
     from edgesmith.zoo.datasets import DatasetSplits
 
-CRITERIA = ("l2", "taylor")
+CRITERIA = ("taylor", "l2")
 TAYLOR_SAMPLES = 512
 MAX_SHARE = 0.95  # a target is searched up to removing this share of every group
 # Defaults measured on the digits zoo models at 50% of channels (the issue asks for

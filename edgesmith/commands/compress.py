@@ -16,7 +16,7 @@ recipe syntax:
              learning_rate, batch_size, keep_best, exclude;
              with structure=channels (whole filters, LSTM/GRU units and attention heads
              removed, the model rebuilt smaller): sparsity = share of channels removed,
-             or target_params=N / target_macs=N, criterion=l2|taylor, rounds (3),
+             or target_params=N / target_macs=N, criterion=taylor|l2, rounds (3),
              distill=true|false (learn from the unpruned model too; default true)
     qat      epochs, learning_rate, batch_size, preserve=auto|none|sparsity|clusters,
              calibration_samples, keep_best, exclude, freeze_batch_norm=true|false

@@ -122,7 +122,7 @@ def test_a_long_constant_schedule_keeps_a_pruned_epoch_not_the_unpruned_first():
     inputs = k.Input((6,))
     model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(k.layers.Dense(16)(inputs)))
     # 2 steps an epoch, 30 epochs: frequency 6, the first pruning step in epoch 3.
-    config = prune.PruneConfig(sparsity=0.5, epochs=30, batch_size=32)
+    config = prune.PruneConfig(sparsity=0.5, schedule="constant", epochs=30, batch_size=32)
     result = prune.run(model, data, config)
     assert weight_summary(result.model)["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert result.history["kept_epoch"][0] >= 3
