@@ -20,7 +20,11 @@ def register(commands: Any) -> None:
         "stops early. Writes DIR/tune.json (the Pareto front and the recommended variant, "
         "accuracy on the test split), DIR/recommended.tflite|.onnx and the report. The "
         "study lives in DIR/study.db: a killed tune resumes, a larger --trials extends it.",
-        epilog="search-space file (YAML or JSON; sections replace the defaults'):\n"
+        epilog="The default space searches what changes the deployed file: channel pruning, "
+        "students, QAT and every quantization mode. Unstructured sparsity and clusters keep "
+        "the dense file's size and speed (only its compressed download shrinks): add them "
+        "with a space file.\n\n"
+        "search-space file (YAML or JSON; sections replace the defaults'):\n"
         "  techniques: [baseline, prune, cluster, distill, prune+cluster]\n"
         "  qat: [false, true]\n"
         "  prune: {sparsity: {low: 0.5, high: 0.95, step: 0.05}, structure: [unstructured],\n"
