@@ -413,18 +413,23 @@ def _progress_callback(
 def _keep_best(k: Any, first_epoch: int) -> Any:
     """Remembers the weights of the best validation-accuracy epoch from ``first_epoch`` on.
 
-    Strictly better only: of equal epochs the first is kept.
+    Of epochs with equal accuracy, the one with the lower validation loss is kept. A small
+    validation set saturates: transformer-kws's 300 samples stood at 99.67% from epoch 13 of
+    a 2:4 fine-tuning on, and keeping the first such epoch (epoch 7, at a learning rate near
+    its start) gave 98.33% on test.
     """
 
     class KeepBest(k.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.best = -1.0
+            self.best = (-1.0, -float("inf"))
             self.epoch = -1
             self.weights: list[np.ndarray] | None = None
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            score = float((logs or {}).get("val_accuracy", -1.0))
+            logs = logs or {}
+            loss = float(logs.get("val_loss", float("inf")))
+            score = (float(logs.get("val_accuracy", -1.0)), -loss if np.isfinite(loss) else -1e30)
             if epoch >= first_epoch and score > self.best:
                 self.best, self.epoch, self.weights = score, epoch, self.model.get_weights()
 

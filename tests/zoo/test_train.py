@@ -93,8 +93,9 @@ def test_the_training_loop_restores_the_best_validation_epoch():
     set_seed(0)
     model = build_model("cnn", input_shape=data.input_shape, num_classes=10, width=0.25, depth=1)
     history = train_loop(model, data, epochs=4, learning_rate=5e-3, batch_size=64, keep_best_from=1)
-    scores = history["val_accuracy"]
-    best = 1 + scores[1:].index(max(scores[1:]))  # the first of equals, from epoch 1 on
+    scores, losses = history["val_accuracy"], history["val_loss"]
+    # From epoch 1 on, the best accuracy; of equals, the lowest validation loss.
+    best = max(range(1, len(scores)), key=lambda e: (scores[e], -losses[e]))
     assert history["kept_epoch"] == [best]
     assert evaluate_model(model, data, "val")["accuracy"] == pytest.approx(scores[best], abs=1e-6)
     assert train_loop(model, data, epochs=0, learning_rate=1e-3, batch_size=64) == {}
@@ -125,3 +126,24 @@ def test_train_loop_traces_its_training_step_once():
     history = train_loop(model, data, epochs=2, learning_rate=1e-2, batch_size=8, task="train")
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
     assert len(traces) == 1
+
+
+def test_equally_accurate_epochs_are_split_by_validation_loss():
+    from edgesmith.zoo.tfkeras import keras
+    from edgesmith.zoo.train import _keep_best
+
+    keep = _keep_best(keras(), 1)
+
+    class Model:
+        weights = 0
+
+        def get_weights(self):
+            return self.weights
+
+    keep.set_model(Model())
+    logs = [(0.99, 0.01), (0.95, 0.2), (0.99, 0.3), (0.99, 0.1), (0.99, 0.2), (0.98, 0.01)]
+    for epoch, (accuracy, loss) in enumerate(logs):
+        keep.model.weights = epoch
+        keep.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
+    # Epoch 0 is before the first counted; of the 0.99 epochs, 3 has the lowest loss.
+    assert keep.epoch == 3 and keep.weights == 3
