@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 MODELS = ("cnn-mnist", "dscnn-kws", "lstm-kws", "transformer-kws", "transformer-sms")
+DIGITS = ("cnn-digits", "lstm-digits", "transformer-digits")  # --defaults: every zoo model
 
 # The pruning step's budget per model: enough steps to ramp up to 80% and recover there.
 # The DS-CNN (24k weights, 3x3 depthwise filters left with ~2 taps each) needs the longest
@@ -97,7 +98,7 @@ TARGETS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS + DIGITS)
     parser.add_argument("--only", nargs="+", help="recipe labels to run (default: all)")
     parser.add_argument("--data-dir", help="data folder (default: $EDGESMITH_DATA)")
     parser.add_argument("--store", default=None, help="model store (default: the user's)")
