@@ -78,7 +78,7 @@ RECOVER_WITHIN = 0.005  # validation accuracy back within half a point counts as
 # on a few hundred validation samples is partly luck, and a plateau at that rate says
 # little. Measured on the real zoo models with every setting automatic, 80% unstructured:
 # stopping at the first recovered epoch left transformer-kws 1.33 pt down on test after 6
-# of 40 epochs, and a plateau stop left dscnn-kws 2.67 pt down after 16 of 60.
+# of 40 epochs, and a plateau stop left dscnn-kws 2.67 pt down after 16 of 30.
 SETTLE = 0.5
 
 

@@ -133,7 +133,7 @@ def weight_only_candidate(float_content: bytes) -> Candidate:
     exactly as float32 does and as fast, from about a quarter of the weight bytes: on a
     CPU whose int8 kernels are not faster than its float ones (no VNNI or dotprod), the
     small file that is not slower. Measured on transformer-kws (litert, XNNPACK, 1
-    thread): 1.00x the speed of float32, 2.95x smaller, no accuracy lost, where dynamic
+    thread): 0.99-1.00x the speed of float32, 2.67x smaller, no accuracy lost, where dynamic
     range ran at 0.87x and full int8 at 0.27x.
     """
     from edgesmith.convert.quant_nodes import pack_node_weights
